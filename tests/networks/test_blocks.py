@@ -1,0 +1,57 @@
+import pytest
+import torch
+
+from vnas_monai.arch import OP_NAMES
+from vnas_monai.networks.blocks import PVP, DecoderCell, EncoderCell, MixedOp, Stem
+
+
+def test_stem_halves_every_axis():
+    assert Stem(2, 4, "relu", "batch")(torch.randn(1, 2, 16, 12, 8)).shape == (1, 4, 8, 6, 4)
+
+
+@pytest.mark.parametrize("op", OP_NAMES)
+@pytest.mark.parametrize("stride, in_ch", [(1, 8), (2, 8), (1, 16)])
+def test_encoder_cell_shapes(op, stride, in_ch):
+    cell = EncoderCell(in_ch, 4, stride, [op], "relu", "batch")
+    y = cell(torch.randn(2, in_ch, 8, 6, 4))
+    assert y.shape == (2, 16, 8 // stride, 6 // stride, 4 // stride)
+
+
+@pytest.mark.parametrize("op", OP_NAMES)
+def test_decoder_cell_shapes(op):
+    cell = DecoderCell(6, [op], "relu", "batch", num_layers=2, growth=3, bn_size=2)
+    assert cell.out_channels == 12
+    assert cell(torch.randn(1, 6, 8, 6, 4)).shape == (1, 12, 8, 6, 4)
+
+
+def test_pvp_clips_windows_to_small_maps():
+    pvp = PVP(5, (2, 4, 64))
+    assert pvp(torch.randn(1, 5, 8, 6, 3)).shape == (1, 3, 8, 6, 3)
+
+
+def test_mixed_op_weights_and_sampling():
+    torch.manual_seed(0)
+    ops = {n: torch.nn.Conv3d(2, 3, 1) for n in OP_NAMES}
+    mixed = MixedOp(ops)
+    x = torch.randn(1, 2, 4, 4, 2)
+    w = torch.tensor([0.2, 0.3, 0.5])
+    expected = sum(wi * op(x) for wi, op in zip(w, ops.values()))
+    torch.testing.assert_close(mixed(x, w), expected)
+    torch.testing.assert_close(mixed(x, w, index=1), 0.3 * ops["3d"](x))
+    with pytest.raises(ValueError, match="needs mixing weights"):
+        mixed(x)
+
+
+def test_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    a = EncoderCell(8, 2, 1, OP_NAMES, "relu", "batch")
+    b = EncoderCell(8, 2, 1, OP_NAMES, "relu", "batch", checkpointing=True)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(2, 8, 6, 4, 4, requires_grad=True)
+    w = torch.softmax(torch.randn(3), 0)
+    a(x, w).sum().backward()
+    ga = [p.grad.clone() for p in a.parameters()]
+    x.grad = None
+    b(x, w).sum().backward()
+    for g1, p in zip(ga, b.parameters()):
+        torch.testing.assert_close(p.grad, g1, rtol=1e-4, atol=1e-5)

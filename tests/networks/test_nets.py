@@ -1,0 +1,148 @@
+import random
+
+import pytest
+import torch
+
+from vnas_monai.arch import Architecture
+from vnas_monai.networks import VNASNet, VNASSupernet
+from vnas_monai.networks.cost import cost_report, format_cost
+
+SMALL = dict(init_filters=4, dense_layers=2, dense_growth=2)
+SHAPE = (2, 1, 32, 32, 64)  # the smallest valid patch, non-cubic
+
+
+@pytest.fixture(scope="module")
+def supernet():
+    torch.manual_seed(0)
+    return VNASSupernet(out_channels=3, **SMALL)
+
+
+def _grads_everywhere(net, params):
+    missing = [n for n, p in params if p.requires_grad and (p.grad is None or not torch.isfinite(p.grad).all())]
+    assert not missing, f"no gradient reached {missing[:5]}"
+    assert any(p.grad.abs().sum() > 0 for _, p in params)
+
+
+def test_supernet_forward_backward_every_parameter(supernet):
+    supernet.train()
+    supernet.zero_grad()
+    y = supernet(torch.randn(SHAPE))
+    assert y.shape == (2, 3, *SHAPE[2:])
+    y.square().mean().backward()
+    _grads_everywhere(supernet, list(supernet.named_parameters()))
+    assert supernet.alpha.grad.abs().sum() > 0 and supernet.beta.grad.abs().sum() > 0
+
+
+def test_arch_and_weight_parameters_are_disjoint(supernet):
+    alpha, beta = supernet.arch_parameters()
+    assert alpha.shape == (16, 3) and beta.shape == (5, 3)
+    assert "alpha" in supernet.state_dict() and "beta" in supernet.state_dict()
+    arch_ids = {id(alpha), id(beta)}
+    weights = supernet.weight_parameters()
+    assert not arch_ids & {id(p) for p in weights}
+    assert len(weights) + 2 == len(list(supernet.parameters()))
+
+
+def test_derive_is_argmax_with_probabilities(supernet):
+    with torch.no_grad():
+        supernet.alpha.normal_()
+        supernet.beta.normal_()
+    arch = supernet.derive()
+    assert arch.encoder == supernet.alpha.argmax(-1).tolist()
+    assert arch.decoder == supernet.beta.argmax(-1).tolist()
+    torch.testing.assert_close(torch.tensor(arch.probabilities["encoder"]), torch.softmax(supernet.alpha.detach(), -1))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_one_hot_supernet_equals_discrete_network(supernet, seed):
+    rng = random.Random(seed)
+    arch = Architecture([rng.randrange(3) for _ in range(16)], [rng.randrange(3) for _ in range(5)])
+    supernet.set_architecture(arch)
+    net = VNASNet.from_supernet(supernet)
+    assert net.architecture == arch
+    supernet.eval()
+    net.eval()
+    x = torch.randn(1, 1, 32, 32, 64)
+    with torch.no_grad():
+        a, b = supernet(x), net(x)
+    assert ((a - b).abs().max() / b.abs().max()).item() < 1e-4
+
+
+def test_discrete_state_dict_keys_are_a_subset_of_the_supernet(supernet):
+    net = VNASNet(architecture="msd_lung", out_channels=3, **SMALL)
+    extra = set(net.state_dict()) - set(supernet.state_dict())
+    assert extra == {"arch_code"}
+
+
+@pytest.mark.parametrize("arch", ["nih", "msd_lung", "p3d"])
+def test_vnasnet_forward_backward_every_parameter(arch):
+    net = VNASNet(in_channels=2, out_channels=2, architecture=arch, **SMALL)
+    y = net(torch.randn(1, 2, 64, 32, 32))
+    assert y.shape == (1, 2, 64, 32, 32)
+    y.mean().backward()
+    _grads_everywhere(net, list(net.named_parameters()))
+
+
+def test_mix_baseline_keeps_architecture_frozen():
+    mix = VNASSupernet(mix=True, **SMALL)
+    assert not any(p.requires_grad for p in mix.arch_parameters())
+    mix(torch.randn(2, 1, 32, 32, 32)).mean().backward()
+    assert mix.alpha.grad is None
+    torch.testing.assert_close(mix.arch_probabilities()["encoder"], torch.full((16, 3), 1 / 3))
+
+
+def test_sampled_mode_runs_one_candidate_and_reaches_alpha():
+    torch.manual_seed(0)
+    net = VNASSupernet(search_mode="sampled", **SMALL)
+    net(torch.randn(2, 1, 32, 32, 32)).mean().backward()
+    assert net.alpha.grad.abs().sum() > 0 and net.beta.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 48, 32, 32), (1, 1, 32, 32, 16), (1, 1, 32, 32)])
+def test_bad_input_sizes_say_what_they_need(shape):
+    net = VNASNet(architecture="nih", **SMALL)
+    with pytest.raises(ValueError, match="divisible by 32|5D input"):
+        net(torch.randn(shape))
+
+
+def test_refuses_weights_of_another_architecture(tmp_path):
+    nih = VNASNet(architecture="nih", **SMALL)
+    lung = VNASNet(architecture="msd_lung", **SMALL)
+    with pytest.raises(ValueError, match="belong to architecture"):
+        lung.load_state_dict(nih.state_dict(), strict=False)
+    sd = {k: v for k, v in nih.state_dict().items() if k != "arch_code"}
+    with pytest.raises(ValueError, match="lacks"):
+        lung.load_state_dict(sd, strict=False)
+    torch.save(nih.state_dict(), tmp_path / "model.pt")
+    again = VNASNet(architecture="nih", **SMALL)
+    again.load_state_dict(torch.load(tmp_path / "model.pt", weights_only=True))
+
+
+def test_torchscript_export_matches_eager():
+    torch.manual_seed(0)
+    net = VNASNet(architecture="msd_pancreas", out_channels=3, **SMALL).eval()
+    scripted = torch.jit.script(net)
+    x = torch.randn(1, 1, 32, 64, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), net(x))
+
+
+def test_bad_network_arguments():
+    with pytest.raises(ValueError, match="spatial_dims must be 3"):
+        VNASNet(spatial_dims=2)
+    with pytest.raises(ValueError, match="out_channels"):
+        VNASNet(out_channels=0)
+    with pytest.raises(ValueError, match="upsample_mode"):
+        VNASNet(upsample_mode="cubic")
+    with pytest.raises(ValueError, match="preset"):
+        VNASNet(architecture="liver")
+
+
+def test_cost_orders_2d_p3d_3d_parameters():
+    costs = {op: cost_report(op, roi_size=(64, 64, 64), init_filters=16) for op in ("2d", "p3d", "3d")}
+    assert costs["2d"]["params"] < costs["p3d"]["params"] < costs["3d"]["params"]
+    assert costs["2d"]["macs"] < costs["3d"]["macs"] and costs["p3d"]["macs"] < costs["3d"]["macs"]
+    net = VNASNet(architecture="3d", init_filters=16)
+    assert costs["3d"]["params"] == sum(p.numel() for p in net.parameters())
+    supernet = cost_report(None, roi_size=(64, 64, 64), init_filters=16)
+    assert supernet["params"] > costs["3d"]["params"] and "GMACs" in format_cost(supernet)

@@ -1,0 +1,281 @@
+"""V-NAS architecture codes: which candidate (2D, 3D or P3D) each searchable cell uses.
+
+Zhu et al., "V-NAS: Neural Architecture Search for Volumetric Medical Image Segmentation", 3DV 2019, §3.
+A code has 16 encoder cells (ResNet-50 groups of 3, 4, 6, 3) and 5 decoder dense blocks; each entry is
+0 (2D), 1 (3D) or 2 (P3D). Codes are stored as plain JSON, never pickled, so that every checkpoint we write loads
+with ``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "Architecture",
+    "OP_NAMES",
+    "ENCODER_GROUPS",
+    "NUM_ENCODER_CELLS",
+    "NUM_DECODER_BLOCKS",
+    "PRESETS",
+    "aggregate",
+    "atomic_write_text",
+]
+
+#: Candidate names, in code order: code ``i`` is ``OP_NAMES[i]``.
+OP_NAMES: tuple[str, ...] = ("2d", "3d", "p3d")
+#: Encoder cells per ResNet-50 stage (paper Fig. 1).
+ENCODER_GROUPS: tuple[int, ...] = (3, 4, 6, 3)
+NUM_ENCODER_CELLS: int = sum(ENCODER_GROUPS)
+NUM_DECODER_BLOCKS: int = 5
+
+#: The three architectures the paper reports (Tables 2, 3 and 4), in the paper's notation.
+PRESETS: dict[str, tuple[str, str]] = {
+    "nih": ("0 0 0, 0 0 0 1, 2 0 2 0 2 2, 0 0 0", "0 0 1 0 1"),
+    "msd_lung": ("0 0 0, 1 2 0 1, 2 1 2 0 0 0, 0 0 0", "0 0 2 1 1"),
+    "msd_pancreas": ("0 2 2, 2 0 0 0, 2 2 1 2 1 1, 0 1 1", "1 0 2 0 1"),
+}
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename, so readers never see a partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _check_codes(name: str, codes: Sequence[Any], length: int) -> list[int]:
+    if isinstance(codes, (str, bytes)) or not isinstance(codes, Sequence):
+        raise ValueError(f"{name} must be a sequence of {length} ints in {{0, 1, 2}}, got {codes!r}.")
+    if len(codes) != length:
+        raise ValueError(f"{name} must have {length} entries (one per cell), got {len(codes)}: {list(codes)}.")
+    out = []
+    for i, c in enumerate(codes):
+        if isinstance(c, bool) or not isinstance(c, int) and not (hasattr(c, "__index__") and not isinstance(c, float)):
+            raise ValueError(f"{name}[{i}] must be an int in {{0, 1, 2}} (0=2D, 1=3D, 2=P3D), got {c!r}.")
+        c = int(c)
+        if c not in range(len(OP_NAMES)):
+            raise ValueError(f"{name}[{i}] = {c} is not a candidate code; use 0 (2D), 1 (3D) or 2 (P3D).")
+        out.append(c)
+    return out
+
+
+def _check_probabilities(name: str, rows: Any, length: int) -> list[list[float]]:
+    if not isinstance(rows, Sequence) or len(rows) != length:
+        got = len(rows) if isinstance(rows, Sequence) else type(rows).__name__
+        raise ValueError(f"probabilities['{name}'] must have {length} rows of 3 values, got {got}.")
+    out = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, Sequence) or len(row) != len(OP_NAMES):
+            raise ValueError(f"probabilities['{name}'][{i}] must hold 3 values (2D, 3D, P3D), got {row!r}.")
+        vals = [float(v) for v in row]
+        if any(not math.isfinite(v) or v < 0 for v in vals):
+            raise ValueError(f"probabilities['{name}'][{i}] must be finite and non-negative, got {vals}.")
+        out.append(vals)
+    return out
+
+
+def _parse_paper(name: str, text: str) -> list[int]:
+    tokens = text.replace(",", " ").replace("[", " ").replace("]", " ").split()
+    try:
+        return [int(t) for t in tokens]
+    except ValueError as e:
+        raise ValueError(f"{name} code {text!r} must be integers separated by spaces/commas: {e}") from None
+
+
+class Architecture:
+    """A discrete V-NAS architecture, optionally with the search's choice probabilities.
+
+    Args:
+        encoder: 16 codes, one per encoder bottleneck cell (stages of 3, 4, 6, 3); 0 = 2D, 1 = 3D, 2 = P3D.
+        decoder: 5 codes, one per decoder dense block.
+        probabilities: optional ``{"encoder": 16 x 3, "decoder": 5 x 3}`` softmax probabilities (2D, 3D, P3D).
+        meta: optional JSON-able extras (e.g. ``{"history": [...]}`` of per-epoch probabilities).
+
+    Raises:
+        ValueError: a wrong number of codes, a code outside {0, 1, 2}, or malformed probabilities.
+    """
+
+    def __init__(
+        self,
+        encoder: Sequence[int],
+        decoder: Sequence[int],
+        probabilities: Mapping[str, Any] | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.encoder = _check_codes("encoder", encoder, NUM_ENCODER_CELLS)
+        self.decoder = _check_codes("decoder", decoder, NUM_DECODER_BLOCKS)
+        self.probabilities: dict[str, list[list[float]]] | None = None
+        if probabilities is not None:
+            if not isinstance(probabilities, Mapping) or set(probabilities) != {"encoder", "decoder"}:
+                raise ValueError("probabilities must be a mapping with exactly the keys 'encoder' and 'decoder'.")
+            self.probabilities = {
+                "encoder": _check_probabilities("encoder", probabilities["encoder"], NUM_ENCODER_CELLS),
+                "decoder": _check_probabilities("decoder", probabilities["decoder"], NUM_DECODER_BLOCKS),
+            }
+        self.meta: dict[str, Any] = dict(meta or {})
+
+    # ----------------------------------------------------------------- constructors
+    @classmethod
+    def from_paper(cls, encoder: str, decoder: str) -> Architecture:
+        """Parse the paper's notation, e.g. ``("0 0 0, 0 0 0 1, 2 0 2 0 2 2, 0 0 0", "0 0 1 0 1")``."""
+        enc = _parse_paper("encoder", encoder)
+        groups = [g for g in encoder.replace("[", "").replace("]", "").split(",") if g.strip()]
+        if len(groups) > 1 and tuple(len(g.split()) for g in groups) != ENCODER_GROUPS:
+            raise ValueError(
+                f"encoder code {encoder!r} must group its cells as {ENCODER_GROUPS} (ResNet-50 stages), "
+                f"got groups of {tuple(len(g.split()) for g in groups)}."
+            )
+        return cls(enc, _parse_paper("decoder", decoder))
+
+    @classmethod
+    def preset(cls, name: str) -> Architecture:
+        """The paper's searched architecture: ``"nih"``, ``"msd_lung"`` or ``"msd_pancreas"``."""
+        key = str(name).lower()
+        if key not in PRESETS:
+            raise ValueError(f"unknown architecture preset {name!r}; choose one of {sorted(PRESETS)}.")
+        arch = cls.from_paper(*PRESETS[key])
+        arch.meta["preset"] = key
+        return arch
+
+    @classmethod
+    def uniform(cls, op: int | str) -> Architecture:
+        """Every cell uses the same candidate (the paper's manual baselines of Table 1 use two such halves)."""
+        code = OP_NAMES.index(op) if isinstance(op, str) and op in OP_NAMES else op
+        return cls([code] * NUM_ENCODER_CELLS, [code] * NUM_DECODER_BLOCKS)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "architecture") -> Architecture:
+        if not isinstance(data, Mapping) or "encoder" not in data or "decoder" not in data:
+            raise ValueError(f"{source}: expected a JSON object with 'encoder' and 'decoder' code lists.")
+        meta = {k: v for k, v in data.items() if k not in ("encoder", "decoder", "probabilities")}
+        try:
+            return cls(data["encoder"], data["decoder"], data.get("probabilities"), meta)
+        except ValueError as e:
+            raise ValueError(f"{source}: {e}") from None
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "architecture JSON") -> Architecture:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{source} is not valid JSON: {e}") from None
+        return cls.from_dict(data, source)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Architecture:
+        """Read an ``arch.json`` written by :meth:`save` (or by the search bundle)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"architecture file {path} does not exist.")
+        return cls.from_json(path.read_text(), source=str(path))
+
+    @classmethod
+    def resolve(cls, spec: Architecture | str | os.PathLike | Mapping[str, Any]) -> Architecture:
+        """Accept an ``Architecture``, a preset name, a path to an arch.json, or a dict."""
+        if isinstance(spec, Architecture):
+            return spec
+        if isinstance(spec, Mapping):
+            return cls.from_dict(spec)
+        if isinstance(spec, str) and spec.lower() in PRESETS:
+            return cls.preset(spec)
+        if isinstance(spec, str) and spec.lower() in OP_NAMES:
+            return cls.uniform(spec.lower())
+        path = Path(spec)
+        if path.suffix == ".json" or path.exists():
+            return cls.load(path)
+        raise ValueError(
+            f"architecture {spec!r} is neither a preset {sorted(PRESETS)}, a uniform code {list(OP_NAMES)}, "
+            "nor an existing arch.json file."
+        )
+
+    # ----------------------------------------------------------------- outputs
+    def to_paper(self) -> tuple[str, str]:
+        """The paper's notation: encoder codes grouped by stage, then decoder codes."""
+        groups, i = [], 0
+        for n in ENCODER_GROUPS:
+            groups.append(" ".join(str(c) for c in self.encoder[i : i + n]))
+            i += n
+        return ", ".join(groups), " ".join(str(c) for c in self.decoder)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"encoder": list(self.encoder), "decoder": list(self.decoder)}
+        if self.probabilities is not None:
+            data["probabilities"] = {k: [list(r) for r in v] for k, v in self.probabilities.items()}
+        enc, dec = self.to_paper()
+        data["paper"] = {"encoder": enc, "decoder": dec}
+        for k, v in self.meta.items():
+            if k != "paper":
+                data[k] = v
+        return data
+
+    def to_json(self, indent: int | None = 1) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write plain JSON atomically (temporary file, then rename)."""
+        atomic_write_text(path, self.to_json() + "\n")
+        return Path(path)
+
+    @property
+    def codes(self) -> list[int]:
+        """All 21 codes, encoder first."""
+        return self.encoder + self.decoder
+
+    @property
+    def encoder_ops(self) -> list[str]:
+        return [OP_NAMES[c] for c in self.encoder]
+
+    @property
+    def decoder_ops(self) -> list[str]:
+        return [OP_NAMES[c] for c in self.decoder]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Architecture) and self.codes == other.codes
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.codes))
+
+    def __repr__(self) -> str:
+        enc, dec = self.to_paper()
+        return f"Architecture(encoder=[{enc}], decoder=[{dec}])"
+
+
+def aggregate(architectures: Sequence[Architecture | str | os.PathLike]) -> Architecture:
+    """Combine the searches of several folds (paper §3.1): sum each cell's probabilities, then take the argmax.
+
+    Raises:
+        ValueError: no architectures, or one without probabilities (naming it).
+    """
+    if not architectures:
+        raise ValueError("aggregate needs at least one arch.json.")
+    archs = [Architecture.resolve(a) for a in architectures]
+    sums = {"encoder": [[0.0] * len(OP_NAMES) for _ in range(NUM_ENCODER_CELLS)],
+            "decoder": [[0.0] * len(OP_NAMES) for _ in range(NUM_DECODER_BLOCKS)]}
+    for src, arch in zip(architectures, archs):
+        if arch.probabilities is None:
+            raise ValueError(f"{src}: has no 'probabilities' to aggregate (was it written by a search?).")
+        for part, rows in arch.probabilities.items():
+            for acc, row in zip(sums[part], rows):
+                for k, v in enumerate(row):
+                    acc[k] += v
+    n = len(archs)
+    probs = {part: [[v / n for v in row] for row in rows] for part, rows in sums.items()}
+    codes = {part: [max(range(len(OP_NAMES)), key=row.__getitem__) for row in rows] for part, rows in probs.items()}
+    sources = [str(a) if not isinstance(a, Architecture) else repr(a) for a in architectures]
+    return Architecture(codes["encoder"], codes["decoder"], probs, meta={"aggregated_from": sources})

@@ -1,0 +1,87 @@
+"""Command-line tools: ``python -m vnas_monai <command> ...`` (a ``fire`` CLI).
+
+The stages themselves (search, train, inference, evaluation) are MONAI bundles run with ``python -m monai.bundle``;
+these commands prepare their inputs and combine their outputs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["aggregate", "cost", "datalist", "phantoms", "show"]
+
+
+def datalist(
+    dataset_dir: str,
+    output: str = "folds.json",
+    num_folds: int = 4,
+    seed: int = 0,
+    layout: str = "auto",
+    max_cases: int | None = None,
+) -> str:
+    """Write a seeded k-fold split of a dataset (MSD or NIH Pancreas-CT layout) to JSON, shared by every stage.
+
+    Example: ``python -m vnas_monai datalist /data/Task07_Pancreas --output folds.json --num_folds 4``.
+    """
+    from vnas_monai.data import fold_datalists
+
+    splits = fold_datalists(
+        dataset_dir, fold=0, num_folds=num_folds, seed=seed, datalist_file=output, layout=layout, max_cases=max_cases
+    )
+    n = sum(len(splits[k]) for k in ("trainval", "test"))
+    print(f"wrote {output}: {n} cases in {num_folds} folds (seed {seed})")
+    return output
+
+
+def aggregate(*arch_files: str, output: str = "arch.json") -> str:
+    """Sum the folds' choice probabilities and take the argmax (paper §3.1); prints the paper's notation.
+
+    Example: ``python -m vnas_monai aggregate f0/arch.json f1/arch.json f2/arch.json f3/arch.json --output arch.json``.
+    """
+    from vnas_monai.arch import aggregate as _aggregate
+
+    arch = _aggregate(list(arch_files))
+    arch.save(output)
+    enc, dec = arch.to_paper()
+    print(f"encoder [{enc}]  decoder [{dec}]  -> {output}")
+    return output
+
+
+def show(arch: str = "nih") -> str:
+    """Print an architecture (arch.json path or preset) in the paper's notation."""
+    from vnas_monai.arch import Architecture
+
+    enc, dec = Architecture.resolve(arch).to_paper()
+    return f"encoder [{enc}]  decoder [{dec}]"
+
+
+def cost(
+    arch: str | None = "nih",
+    roi_size: Sequence[int] = (96, 96, 64),
+    init_filters: int = 64,
+    in_channels: int = 1,
+    out_channels: int = 2,
+    as_json: bool = False,
+) -> str:
+    """Parameters and MACs of an architecture (or ``--arch None`` for the supernet) at a patch size."""
+    from vnas_monai.networks.cost import cost_report, format_cost
+
+    report = cost_report(
+        None if arch in (None, "None", "supernet") else arch, tuple(roi_size), in_channels, out_channels, init_filters
+    )
+    return json.dumps(report) if as_json else format_cost(report)
+
+
+def phantoms(output_dir: str = "phantom_data", num_cases: int = 12, seed: int = 0, num_classes: int = 2) -> str:
+    """Generate the embedded synthetic CT dataset (MSD layout) used when no ``dataset_dir`` is given."""
+    from vnas_monai.data import make_phantom_dataset
+
+    return str(Path(make_phantom_dataset(output_dir, num_cases=num_cases, seed=seed, num_classes=num_classes)))
+
+
+def main() -> None:
+    import fire
+
+    fire.Fire({"datalist": datalist, "aggregate": aggregate, "show": show, "cost": cost, "phantoms": phantoms})
