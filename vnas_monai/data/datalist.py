@@ -46,12 +46,12 @@ def _existing_dir(dataset_dir: str | os.PathLike) -> Path:
     if not path.is_dir():
         what = "is not a folder" if path.exists() else "does not exist"
         raise FileNotFoundError(f"dataset_dir {path} {what}")
-    return path.resolve()
+    return Path(os.path.abspath(path))
 
 
 def _walk(root: Path) -> Iterable[tuple[Path, list[str], list[str]]]:
     """``os.walk`` in sorted order, skipping hidden entries (``.git``, macOS ``._*`` files, temporary folders)."""
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         yield Path(dirpath), dirnames, sorted(f for f in filenames if not f.startswith("."))
 
@@ -143,7 +143,8 @@ def _load_msd(root: Path) -> list[dict[str, Any]]:
 
 def _resolve(root: Path, path: str) -> str:
     p = Path(path).expanduser()
-    return str(p if p.is_absolute() else (root / p).resolve())
+    # Absolute but not symlink-resolved: links to one file are distinct cases, and users see their own names.
+    return os.path.normpath(p if p.is_absolute() else root / p)
 
 
 def _check_case_files(case: Mapping[str, str], source: Path) -> None:

@@ -208,7 +208,7 @@ def _absolute(case: Mapping[str, Any], root: Path) -> dict[str, Any]:
     out = dict(case)
     for key in ("image", "label"):
         path = Path(out[key]).expanduser()
-        out[key] = str(path if path.is_absolute() else (root / path).resolve())
+        out[key] = os.path.normpath(path if path.is_absolute() else root / path)
     return out
 
 

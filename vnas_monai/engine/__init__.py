@@ -1,0 +1,42 @@
+"""V-NAS search engine (Zhu et al., 3DV 2019, Alg. 1): trainer, handlers, plots and schedule helpers."""
+
+from __future__ import annotations
+
+from .handlers import (
+    ArchitectureLogger,
+    ResumeCheckpointLoader,
+    checkpoint_candidates,
+    latest_checkpoint,
+    search_losses,
+)
+from .plots import plot_probability_history
+from .schedules import PolyLR, epoch_length_of, epochs_for_iterations, num_iterations
+from .search import (
+    ARCH_LOSS,
+    CyclicLoader,
+    SearchEvents,
+    VNASSearchTrainer,
+    cycle_loader,
+    select_device,
+    unwrap_network,
+)
+
+__all__ = [
+    "ARCH_LOSS",
+    "ArchitectureLogger",
+    "CyclicLoader",
+    "PolyLR",
+    "ResumeCheckpointLoader",
+    "SearchEvents",
+    "VNASSearchTrainer",
+    "checkpoint_candidates",
+    "cycle_loader",
+    "epoch_length_of",
+    "epochs_for_iterations",
+    "latest_checkpoint",
+    "num_iterations",
+    "plot_probability_history",
+    "search_losses",
+    "select_device",
+    "unwrap_network",
+]

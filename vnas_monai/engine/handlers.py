@@ -1,0 +1,320 @@
+"""Ignite/MONAI handlers for the V-NAS search (Zhu et al., 3DV 2019, Alg. 1).
+
+- :class:`ArchitectureLogger`: after every epoch, records the choice probabilities softmax(alpha), softmax(beta),
+  derives the discrete architecture (argmax per cell, paper §3.3) and writes ``arch.json``, a PNG of the
+  probabilities over epochs and optional TensorBoard scalars. Its history is checkpointable (``state_dict``), so a
+  resumed search keeps the whole curve.
+- :class:`ResumeCheckpointLoader`: MONAI ``CheckpointLoader`` that resumes from the newest checkpoint in a folder,
+  or starts afresh when there is none, so one bundle config serves both the first run and every restart.
+- :func:`search_losses`: output transform for MONAI's ``StatsHandler``/``TensorBoardStatsHandler`` reporting the
+  weight loss and, when an architecture step ran, the architecture loss.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from ignite.engine import Engine, Events
+from monai.handlers import CheckpointLoader
+
+from vnas_monai.arch import NUM_DECODER_BLOCKS, NUM_ENCODER_CELLS, OP_NAMES
+from vnas_monai.engine.plots import plot_probability_history
+from vnas_monai.engine.search import ARCH_LOSS, unwrap_network
+
+__all__ = [
+    "ArchitectureLogger",
+    "ResumeCheckpointLoader",
+    "checkpoint_candidates",
+    "latest_checkpoint",
+    "search_losses",
+]
+
+
+def _rows(probs: Any, n: int, part: str, decimals: int) -> list[list[float]]:
+    rows = probs.detach().float().cpu().tolist() if isinstance(probs, torch.Tensor) else [list(r) for r in probs]
+    if len(rows) != n or any(len(r) != len(OP_NAMES) for r in rows):
+        raise ValueError(f"{part} probabilities must be {n} x {len(OP_NAMES)}, got {len(rows)} rows.")
+    return [[round(float(v), decimals) for v in r] for r in rows]
+
+
+def _check_history(history: Any) -> list[dict[str, Any]]:
+    if not isinstance(history, Sequence):
+        raise ValueError(f"architecture history must be a list of per-epoch entries, got {type(history).__name__}.")
+    out = []
+    for h in history:
+        if not isinstance(h, Mapping) or not {"epoch", "encoder", "decoder"} <= set(h):
+            raise ValueError(f"architecture history entry {h!r} lacks 'epoch', 'encoder' or 'decoder'.")
+        out.append(
+            {
+                "epoch": int(h["epoch"]),
+                "iteration": int(h.get("iteration", 0)),
+                "encoder": _rows(h["encoder"], NUM_ENCODER_CELLS, "encoder", 12),
+                "decoder": _rows(h["decoder"], NUM_DECODER_BLOCKS, "decoder", 12),
+            }
+        )
+    return out
+
+
+class ArchitectureLogger:
+    """Track and publish the searched architecture during a V-NAS search.
+
+    At every ``EPOCH_COMPLETED`` the current probabilities are appended to :attr:`history`; every
+    ``log_every_epochs`` epochs and at ``COMPLETED`` (rank 0 only):
+
+    - ``<output_dir>/<filename>`` is written atomically in the :class:`vnas_monai.arch.Architecture` JSON format
+      (``encoder``, ``decoder``, ``probabilities``, ``paper``) plus ``history`` (one ``{"epoch", "iteration",
+      "encoder", "decoder"}`` entry per epoch), ``epoch``, ``iteration``, ``complete``, ``mix`` and
+      ``arch_warmup_epochs``. ``Architecture.load`` reads it back.
+    - ``<output_dir>/<png>`` plots each of the 21 cells' probabilities against the epoch (written atomically).
+    - the architecture is logged in the paper's notation.
+
+    TensorBoard scalars ``arch/E01/2d`` ... ``arch/D5/p3d`` are written for every epoch when ``tensorboard_dir``
+    is set. ``state_dict()``/``load_state_dict()`` carry the history through MONAI ``CheckpointSaver`` /
+    ``CheckpointLoader`` (plain lists, loadable with ``torch.load(weights_only=True)``); ``state_dict()`` records
+    the current epoch first when called at an epoch boundary, so the checkpoint is complete whatever the order in
+    which the handlers were attached.
+
+    Args:
+        output_dir: folder for ``filename`` and ``png``.
+        filename: architecture JSON file name.
+        png: probability plot file name; ``None`` to skip the plot.
+        tensorboard_dir: folder for a ``SummaryWriter``; ``None`` to skip TensorBoard.
+        log_every_epochs: write files and log every N epochs (the history is still recorded every epoch).
+        network: the supernet; defaults to ``engine.network`` (unwrapped from DDP/compile), looked up at event time.
+        name: logger name; defaults to ``engine.logger``.
+        decimals: rounding of the recorded probabilities (keeps ``arch.json`` small over long searches).
+    """
+
+    def __init__(
+        self,
+        output_dir: str | os.PathLike,
+        filename: str = "arch.json",
+        png: str | None = "arch_probabilities.png",
+        tensorboard_dir: str | os.PathLike | None = None,
+        log_every_epochs: int = 1,
+        network: torch.nn.Module | None = None,
+        name: str | None = None,
+        decimals: int = 6,
+    ) -> None:
+        if int(log_every_epochs) < 1:
+            raise ValueError(f"log_every_epochs must be >= 1, got {log_every_epochs}.")
+        self.output_dir = Path(output_dir)
+        self.filename = filename
+        self.png = png
+        self.tensorboard_dir = tensorboard_dir
+        self.log_every_epochs = int(log_every_epochs)
+        self.network = network
+        self.decimals = int(decimals)
+        self.logger = logging.getLogger(name)
+        self._name = name
+        self.history: list[dict[str, Any]] = []
+        self._engine: Engine | None = None
+        self._writer: Any = None
+        self._published: tuple[int, int, bool] | None = None
+
+    # ----------------------------------------------------------------- ignite API
+    def attach(self, engine: Engine) -> None:
+        """Register on ``EPOCH_COMPLETED`` and ``COMPLETED`` of ``engine`` (the search trainer)."""
+        if self._name is None:
+            self.logger = engine.logger
+        self._engine = engine
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self.epoch_completed)
+        engine.add_event_handler(Events.COMPLETED, self.completed)
+
+    def epoch_completed(self, engine: Engine) -> None:
+        self._record(engine)
+        if engine.state.epoch % self.log_every_epochs == 0:
+            self._publish(engine, complete=self._is_complete(engine))
+
+    def completed(self, engine: Engine) -> None:
+        if engine.state.iteration > 0:
+            self._record(engine)
+        self._publish(engine, complete=self._is_complete(engine))
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"history": [...]}``; records the current epoch first if the engine sits at an epoch boundary."""
+        engine = self._engine
+        if engine is not None and self._at_epoch_end(engine):
+            self._record(engine)
+        return {"history": [dict(h) for h in self.history]}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore the history saved by :meth:`state_dict` (e.g. by MONAI ``CheckpointLoader``)."""
+        if not isinstance(state_dict, Mapping) or "history" not in state_dict:
+            raise ValueError("ArchitectureLogger state must be a mapping with a 'history' list.")
+        self.history = _check_history(state_dict["history"])
+
+    # ----------------------------------------------------------------- internals
+    def _network(self, engine: Engine) -> torch.nn.Module:
+        net = self.network if self.network is not None else getattr(engine, "network", None)
+        if net is None:
+            raise ValueError("ArchitectureLogger needs a network: pass network=... or attach it to a MONAI trainer.")
+        return unwrap_network(net)
+
+    @staticmethod
+    def _at_epoch_end(engine: Engine) -> bool:
+        length = engine.state.epoch_length
+        return bool(length) and engine.state.iteration > 0 and engine.state.iteration % length == 0
+
+    @staticmethod
+    def _is_complete(engine: Engine) -> bool:
+        max_epochs = engine.state.max_epochs
+        return max_epochs is not None and engine.state.epoch >= max_epochs and ArchitectureLogger._at_epoch_end(engine)
+
+    @staticmethod
+    def _rank(engine: Engine) -> int:
+        rank = getattr(engine.state, "rank", None)
+        if rank is None:
+            rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        return int(rank)
+
+    def _record(self, engine: Engine) -> None:
+        epoch, iteration = int(engine.state.epoch), int(engine.state.iteration)
+        if self.history and (self.history[-1]["epoch"], self.history[-1]["iteration"]) == (epoch, iteration):
+            return  # already recorded at this point (state_dict() ran first in the same event)
+        probs = self._network(engine).arch_probabilities()
+        entry = {
+            "epoch": epoch,
+            "iteration": iteration,
+            "encoder": _rows(probs["encoder"], NUM_ENCODER_CELLS, "encoder", self.decimals),
+            "decoder": _rows(probs["decoder"], NUM_DECODER_BLOCKS, "decoder", self.decimals),
+        }
+        # an entry for this epoch or later can only come from an interrupted run being resumed: replace it
+        self.history = [h for h in self.history if h["epoch"] < epoch] + [entry]
+        if self.tensorboard_dir is not None and self._rank(engine) == 0:
+            self._write_tensorboard(entry)
+
+    def _write_tensorboard(self, entry: Mapping[str, Any]) -> None:
+        try:
+            if self._writer is None:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._writer = SummaryWriter(log_dir=str(self.tensorboard_dir))
+            for part, prefix in (("encoder", "E"), ("decoder", "D")):
+                width = 2 if part == "encoder" else 1
+                for i, row in enumerate(entry[part]):
+                    for op, p in zip(OP_NAMES, row):
+                        self._writer.add_scalar(f"arch/{prefix}{i + 1:0{width}d}/{op}", p, entry["epoch"])
+            self._writer.flush()
+        except Exception as e:  # a broken TensorBoard install must not stop a day-long search
+            self.logger.warning(f"ArchitectureLogger: could not write TensorBoard scalars: {e}")
+
+    def _publish(self, engine: Engine, complete: bool) -> None:
+        point = (int(engine.state.epoch), int(engine.state.iteration), bool(complete))
+        if self._rank(engine) != 0 or point == self._published:
+            return  # other ranks hold the same alpha/beta; the last epoch is otherwise written twice (+ COMPLETED)
+        self._published = point
+        net = self._network(engine)
+        arch = net.derive()
+        arch.meta.update(
+            {
+                "history": [dict(h) for h in self.history],
+                "epoch": int(engine.state.epoch),
+                "iteration": int(engine.state.iteration),
+                "complete": bool(complete),
+                "mix": bool(getattr(net, "mix", False)),
+            }
+        )
+        if hasattr(engine, "arch_warmup_epochs"):
+            arch.meta["arch_warmup_epochs"] = int(engine.arch_warmup_epochs)
+        path = arch.save(self.output_dir / self.filename)
+        enc, dec = arch.to_paper()
+        self.logger.info(
+            f"V-NAS architecture at epoch {engine.state.epoch} (0=2D, 1=3D, 2=P3D): "
+            f"encoder [{enc}], decoder [{dec}]{' (final)' if complete else ''} -> {path}"
+        )
+        if self.png and self.history:
+            try:
+                plot_probability_history(self.history, self.output_dir / self.png)
+            except Exception as e:  # the JSON is the product; a plotting failure only costs the picture
+                self.logger.warning(f"ArchitectureLogger: could not plot {self.png}: {e}")
+
+
+def checkpoint_candidates(ckpt_dir: str | os.PathLike, pattern: str = "checkpoint_*.pt") -> list[str]:
+    """Files matching ``pattern`` in ``ckpt_dir``, newest first (modification time, then name)."""
+    folder = Path(ckpt_dir)
+    if not folder.is_dir():
+        return []
+    files = [p for p in folder.glob(pattern) if p.is_file()]
+    return [str(p) for p in sorted(files, key=lambda p: (p.stat().st_mtime_ns, p.name), reverse=True)]
+
+
+def latest_checkpoint(ckpt_dir: str | os.PathLike, pattern: str = "checkpoint_*.pt") -> str | None:
+    """Newest complete checkpoint matching ``pattern`` in ``ckpt_dir``, or ``None``.
+
+    ``torch.save`` writes a zip archive whose directory comes last, so a file cut short (the process was killed
+    while MONAI's non-atomic ``CheckpointSaver`` wrote it) is not a valid zip and is skipped for an older one.
+    """
+    for path in checkpoint_candidates(ckpt_dir, pattern):
+        if zipfile.is_zipfile(path):
+            return path
+        logging.getLogger(__name__).warning(f"skipping incomplete checkpoint {path}")
+    return None
+
+
+class ResumeCheckpointLoader(CheckpointLoader):
+    """MONAI ``CheckpointLoader`` that resumes from the newest checkpoint in ``ckpt_dir``, if there is one.
+
+    MONAI's ``CheckpointSaver`` names its files ``checkpoint_epoch=N.pt`` / ``checkpoint_final_iteration=N.pt``;
+    at ``STARTED`` this loader picks the newest complete one (see :func:`latest_checkpoint`) and restores ``load_dict``
+    (network, optimizers, scheduler, trainer counters, architecture history) with ``torch.load(weights_only=True)``.
+    With no checkpoint it does nothing, so the same config starts and resumes a search.
+
+    Args:
+        ckpt_dir: folder written by ``CheckpointSaver``.
+        load_dict: objects to restore, normally the saver's ``save_dict``.
+        pattern: glob of checkpoint files inside ``ckpt_dir``.
+        enabled: ``False`` to always start afresh.
+        name, map_location, strict: as ``CheckpointLoader``.
+    """
+
+    def __init__(
+        self,
+        ckpt_dir: str | os.PathLike,
+        load_dict: dict,
+        pattern: str = "checkpoint_*.pt",
+        enabled: bool = True,
+        name: str | None = None,
+        map_location: Any = None,
+        strict: bool = True,
+    ) -> None:
+        super().__init__(load_path=str(ckpt_dir), load_dict=load_dict, name=name, map_location=map_location,
+                         strict=strict)
+        self.ckpt_dir = Path(ckpt_dir)
+        self.pattern = pattern
+        self.enabled = bool(enabled)
+
+    def __call__(self, engine: Engine) -> None:
+        if not self.enabled:
+            return
+        path = latest_checkpoint(self.ckpt_dir, self.pattern)
+        if path is None:
+            self.logger.info(f"no checkpoint matching {self.pattern} in {self.ckpt_dir}: starting a new search.")
+            return
+        self.load_path = path
+        super().__call__(engine)
+
+
+def search_losses(output: Any) -> dict[str, float]:
+    """Output transform for MONAI stats handlers: ``{"loss": ..., "arch_loss": ...}`` (arch loss only if computed).
+
+    Works on the decollated output (a list of per-sample dicts, MONAI's default) and on a plain dict.
+    """
+    first = output[0] if isinstance(output, (list, tuple)) and output else output
+    if not isinstance(first, Mapping):
+        return {}
+    out = {}
+    for key in ("loss", ARCH_LOSS):
+        value = first.get(key)
+        if value is not None:
+            out[key] = float(value.item() if isinstance(value, torch.Tensor) else value)
+    return out

@@ -1,0 +1,110 @@
+"""PNG of the V-NAS choice probabilities over the search (Zhu et al., 3DV 2019, §3 and Alg. 1).
+
+One band per searchable cell, the 16 encoder cells grouped by ResNet-50 stage (3, 4, 6, 3, as in the paper's code
+notation) then the 5 decoder blocks, each showing softmax(alpha_l) or softmax(beta_b) for 2D, 3D and P3D stacked
+against the epoch. Uses matplotlib's Agg canvas directly (no pyplot global state, no display).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from vnas_monai.arch import ENCODER_GROUPS, NUM_DECODER_BLOCKS, NUM_ENCODER_CELLS, OP_NAMES
+
+__all__ = ["plot_probability_history"]
+
+_LABELS = ("2D", "3D", "P3D")
+_COLORS = ("tab:blue", "tab:orange", "tab:green")
+
+
+def _cells() -> list[tuple[str, int, str]]:
+    out, i = [], 0
+    for stage, n in enumerate(ENCODER_GROUPS):
+        out += [("encoder", i + j, f"E{i + j + 1} (s{stage + 1})") for j in range(n)]
+        i += n
+    return out + [("decoder", b, f"D{b + 1}") for b in range(NUM_DECODER_BLOCKS)]
+
+
+def plot_probability_history(
+    history: Sequence[Mapping[str, Any]], path: str | os.PathLike, title: str | None = None, dpi: int = 90,
+    max_points: int = 400,
+) -> Path:
+    """Plot each cell's candidate probabilities over epochs and write a PNG atomically (temporary file + rename).
+
+    One horizontal band per cell (E1..E16 by stage, then D1..D5), each a stacked area of the 2D / 3D / P3D
+    probabilities (they sum to 1) against the epoch; the label gives the current argmax. A single axes keeps the
+    figure cheap to draw (well under a second), so it can be refreshed every epoch of a long search.
+
+    Args:
+        history: entries ``{"epoch": int, "encoder": 16 x 3, "decoder": 5 x 3}`` (as kept by ``ArchitectureLogger``).
+        path: destination ``.png``.
+        title: optional figure title.
+        dpi: resolution.
+        max_points: at most this many epochs are drawn (evenly thinned, first and last kept).
+
+    Raises:
+        ValueError: empty history or rows of the wrong shape.
+    """
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
+
+    if not history:
+        raise ValueError("nothing to plot: the probability history is empty.")
+    for h in history:
+        if len(h["encoder"]) != NUM_ENCODER_CELLS or len(h["decoder"]) != NUM_DECODER_BLOCKS:
+            raise ValueError(f"history entry for epoch {h.get('epoch')} does not have 16 encoder + 5 decoder rows.")
+    if len(history) > max_points:  # thin long searches: the picture cannot show more, and drawing costs time
+        keep = np.unique(np.linspace(0, len(history) - 1, max_points).round().astype(int))
+        history = [history[i] for i in keep]
+    epochs = np.asarray([float(h["epoch"]) for h in history])
+    if len(epochs) == 1:  # a single epoch would be a zero-width area: draw it as a short bar
+        epochs = np.asarray([epochs[0] - 0.5, epochs[0] + 0.5])
+        history = [history[0], history[0]]
+    cells = _cells()
+    fig = Figure(figsize=(9, 0.32 * len(cells) + 1.4), dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    labels = []
+    for row, (part, idx, name) in enumerate(cells):
+        probs = np.asarray([[float(v) for v in h[part][idx]] for h in history])  # (epochs, 3)
+        probs = probs / np.clip(probs.sum(1, keepdims=True), 1e-12, None)
+        base = len(cells) - 1 - row  # E1 on top
+        lower = np.full(len(epochs), float(base))
+        for k in range(len(OP_NAMES)):
+            upper = lower + 0.9 * probs[:, k]
+            ax.fill_between(epochs, lower, upper, color=_COLORS[k], linewidth=0)
+            lower = upper
+        labels.append(f"{name}: {_LABELS[int(probs[-1].argmax())]}")
+    ax.set_yticks(np.arange(len(cells))[::-1] + 0.45)
+    ax.set_yticklabels(labels, fontsize=7)
+    for y in np.cumsum((NUM_DECODER_BLOCKS,) + tuple(ENCODER_GROUPS[::-1]))[:-1]:
+        ax.axhline(y - 0.05, color="black", linewidth=0.8)  # stage / decoder separators
+    ax.set_ylim(-0.1, len(cells))
+    ax.set_xlim(epochs[0], epochs[-1])
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    handles = [Patch(color=c, label=lab) for c, lab in zip(_COLORS, _LABELS)]
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1.0), ncol=3, fontsize=8, frameon=False,
+              borderaxespad=-1.6)
+    ax.set_title(title or "V-NAS choice probabilities per cell (stacked: 2D / 3D / P3D)", fontsize=10, pad=18)
+    fig.subplots_adjust(left=0.17, right=0.98, bottom=0.07, top=0.92)
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format="png")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
