@@ -81,7 +81,30 @@ def phantoms(output_dir: str = "phantom_data", num_cases: int = 12, seed: int = 
     return str(Path(make_phantom_dataset(output_dir, num_cases=num_cases, seed=seed, num_classes=num_classes)))
 
 
+#: Commands implemented in other modules, imported only when called (``module:function``).
+_LAZY = {
+    "crossval": "vnas_monai.workflows.crossval:crossval",
+    "ablation": "vnas_monai.workflows.ablation:ablation",
+    "export_bundle": "vnas_monai.bundle.export:export_bundle",
+}
+
+
+def _lazy(target: str):
+    module, name = target.split(":")
+
+    def command(*args, **kwargs):
+        import importlib
+
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    command.__name__ = name
+    command.__doc__ = f"See {module}.{name} (python -m vnas_monai {name} -- --help)."
+    return command
+
+
 def main() -> None:
     import fire
 
-    fire.Fire({"datalist": datalist, "aggregate": aggregate, "show": show, "cost": cost, "phantoms": phantoms})
+    commands = {"datalist": datalist, "aggregate": aggregate, "show": show, "cost": cost, "phantoms": phantoms}
+    commands.update({name: _lazy(target) for name, target in _LAZY.items()})
+    fire.Fire(commands)
