@@ -1,0 +1,42 @@
+"""Glue between the V-NAS bundles' configs and MONAI: architectures and weights of a stage, inference datalists and
+output names (:mod:`.utils`), evaluation metrics and reports (:mod:`.metrics`), figures (:mod:`.figures`)."""
+
+from __future__ import annotations
+
+from .figures import OverlayWriter, plot_architecture, save_overlay
+from .metrics import SegmentationMetricsWriter, case_metrics, format_markdown, summarize, write_reports
+from .utils import (
+    case_name,
+    case_name_formatter,
+    checkpoint_architecture,
+    evaluation_datalist,
+    fold_splits,
+    inference_datalist,
+    load_state_dict,
+    load_weights,
+    resolve_architecture,
+    save_architecture,
+    validate_at_end,
+)
+
+__all__ = [
+    "OverlayWriter",
+    "SegmentationMetricsWriter",
+    "case_metrics",
+    "case_name",
+    "case_name_formatter",
+    "checkpoint_architecture",
+    "evaluation_datalist",
+    "fold_splits",
+    "format_markdown",
+    "inference_datalist",
+    "load_state_dict",
+    "load_weights",
+    "plot_architecture",
+    "resolve_architecture",
+    "save_architecture",
+    "save_overlay",
+    "validate_at_end",
+    "summarize",
+    "write_reports",
+]

@@ -2,6 +2,8 @@
 
 * :class:`ClipIntensityd`: clip intensities to a window (the paper clips CT to [-100, 240] HU, then z-normalises each
   case; the normalisation is MONAI's ``NormalizeIntensityd`` in the bundles).
+* :class:`CheckedLoadImaged`: MONAI ``LoadImaged`` whose failures (truncated or corrupt file, a DICOM folder holding
+  several series) raise an error naming the key and the file.
 * :class:`CheckImageLabeld`: fail early and clearly, naming the files, on an image/label pair that does not fit
   (shape, geometry, NaN/inf, label values), instead of training on garbage or crashing deep inside a collate.
 
@@ -22,6 +24,7 @@ reorient (or resample) both keys.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
@@ -31,9 +34,9 @@ import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.data.utils import is_no_channel
-from monai.transforms import MapTransform
+from monai.transforms import LoadImaged, MapTransform
 
-__all__ = ["ClipIntensityd", "CheckImageLabeld"]
+__all__ = ["ClipIntensityd", "CheckImageLabeld", "CheckedLoadImaged", "dicom_series_uids"]
 
 _SPATIAL_RANK = 3
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -286,3 +289,56 @@ class CheckImageLabeld(MapTransform):
         raise ValueError(
             f"Label {label_name} (of image {image_name}) has values outside range({self.num_classes}): {shown}."
         )
+
+
+def dicom_series_uids(folder: str | os.PathLike) -> list[str]:
+    """The DICOM SeriesInstanceUIDs found in ``folder`` (ITK/GDCM header scan, not recursive)."""
+    import itk
+
+    names = itk.GDCMSeriesFileNames.New()
+    names.SetUseSeriesDetails(False)  # group by SeriesInstanceUID only, as MONAI's ITKReader does
+    names.SetDirectory(str(folder))
+    return [str(uid) for uid in names.GetSeriesUIDs()]
+
+
+class CheckedLoadImaged(LoadImaged):
+    """``monai.transforms.LoadImaged`` that names the file it could not load, and refuses ambiguous DICOM folders.
+
+    MONAI reads NIfTI voxel data lazily, so a truncated ``.nii.gz`` (valid header, cut data) fails deep inside the
+    loader with e.g. ``EOFError: Compressed file ended before the end-of-stream marker was reached`` and no file name;
+    and ``ITKReader`` given a folder holding several DICOM series silently loads the first one. Here every failure is
+    re-raised as ``ValueError("Cannot load <key> <path>: ...")`` and a folder with more than one SeriesInstanceUID
+    is an error listing them. Arguments: as ``LoadImaged``; ``check_series=False`` skips the DICOM series check.
+    """
+
+    def __init__(self, keys: KeysCollection, *args: Any, check_series: bool = True, **kwargs: Any) -> None:
+        super().__init__(keys, *args, **kwargs)
+        self.check_series = bool(check_series)
+
+    def __call__(self, data: Mapping[Hashable, Any], reader: Any = None) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            path = d[key]
+            if isinstance(path, (str, os.PathLike)) and self.check_series and os.path.isdir(path):
+                uids = dicom_series_uids(path)
+                if len(uids) > 1:
+                    raise ValueError(
+                        f"DICOM folder {path} ({key}) holds {len(uids)} series ({', '.join(uids)}): "
+                        "keep one series per folder (the image of a case must be a single series)."
+                    )
+                if not uids:
+                    raise ValueError(f"DICOM folder {path} ({key}) holds no readable DICOM series.")
+        try:
+            return super().__call__(d, reader)
+        except Exception as e:
+            key, path = self._failed(d)
+            raise ValueError(f"Cannot load {key} {path}: {type(e).__name__}: {e}") from e
+
+    def _failed(self, d: Mapping[Hashable, Any]) -> tuple[Any, Any]:
+        """The first key whose file is not loadable on its own (for the message); all keys if none is found."""
+        for key in self.key_iterator(dict(d)):
+            try:
+                self._loader(d[key])
+            except Exception:
+                return key, d[key]
+        return "/".join(str(k) for k in self.keys), [d.get(k) for k in self.keys]

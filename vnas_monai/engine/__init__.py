@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from .determinism import SeededDataset, SeededSampler, item_seed
 from .handlers import (
     ArchitectureLogger,
+    AtomicCheckpointSaver,
     ResumeCheckpointLoader,
     checkpoint_candidates,
     latest_checkpoint,
@@ -24,15 +26,19 @@ from .search import (
 __all__ = [
     "ARCH_LOSS",
     "ArchitectureLogger",
+    "AtomicCheckpointSaver",
     "CyclicLoader",
     "PolyLR",
     "ResumeCheckpointLoader",
     "SearchEvents",
+    "SeededDataset",
+    "SeededSampler",
     "VNASSearchTrainer",
     "checkpoint_candidates",
     "cycle_loader",
     "epoch_length_of",
     "epochs_for_iterations",
+    "item_seed",
     "latest_checkpoint",
     "num_iterations",
     "plot_probability_history",

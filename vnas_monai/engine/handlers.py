@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,7 +22,8 @@ from typing import Any
 
 import torch
 from ignite.engine import Engine, Events
-from monai.handlers import CheckpointLoader
+from ignite.handlers.checkpoint import BaseSaveHandler
+from monai.handlers import CheckpointLoader, CheckpointSaver
 
 from vnas_monai.arch import NUM_DECODER_BLOCKS, NUM_ENCODER_CELLS, OP_NAMES
 from vnas_monai.engine.plots import plot_probability_history
@@ -29,6 +31,7 @@ from vnas_monai.engine.search import ARCH_LOSS, unwrap_network
 
 __all__ = [
     "ArchitectureLogger",
+    "AtomicCheckpointSaver",
     "ResumeCheckpointLoader",
     "checkpoint_candidates",
     "latest_checkpoint",
@@ -301,7 +304,14 @@ class ResumeCheckpointLoader(CheckpointLoader):
             self.logger.info(f"no checkpoint matching {self.pattern} in {self.ckpt_dir}: starting a new search.")
             return
         self.load_path = path
-        super().__call__(engine)
+        try:
+            super().__call__(engine)
+        except Exception as e:
+            raise RuntimeError(
+                f"cannot resume from checkpoint {path}: {type(e).__name__}: {str(e).strip()[:2000]}\n"
+                "It does not match this configuration (another architecture/init_filters/num_classes/search_mode?). "
+                "Nothing was overwritten: use another output_dir, delete the checkpoint, or set resume=false."
+            ) from e
 
 
 def search_losses(output: Any) -> dict[str, float]:
@@ -318,3 +328,71 @@ def search_losses(output: Any) -> dict[str, float]:
         if value is not None:
             out[key] = float(value.item() if isinstance(value, torch.Tensor) else value)
     return out
+
+
+def _rank() -> int:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank()
+    return 0
+
+
+class _AtomicDiskSaver(BaseSaveHandler):
+    """ignite save handler: ``torch.save`` to a hidden temporary file, ``fsync``, then ``os.replace`` (rank 0 only).
+
+    ``remove`` is deferred until the next checkpoint is safely on disk: ignite's ``Checkpoint`` removes the oldest
+    file *before* saving the new one, which with ``n_saved=1`` leaves no checkpoint at all if the process dies
+    in between.
+    """
+
+    def __init__(self, dirname: str | os.PathLike, filename: str | None = None) -> None:
+        self.dirname = Path(dirname)
+        self.filename = filename
+        self._pending: list[Path] = []
+
+    def _path(self, filename: str) -> Path:
+        return self.dirname / (self.filename if self.filename is not None else filename)
+
+    def __call__(self, checkpoint: Mapping, filename: str, metadata: Mapping | None = None) -> None:
+        if _rank() != 0:
+            return
+        path = self._path(filename)
+        self.dirname.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=self.dirname)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; a checkpoint is shared like any other output
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        pending, self._pending = self._pending, []
+        for old in pending:
+            if old != path and old.exists():
+                old.unlink()
+
+    def remove(self, filename: str) -> None:
+        if _rank() == 0:
+            self._pending.append(self._path(filename))
+
+
+class AtomicCheckpointSaver(CheckpointSaver):
+    """MONAI ``CheckpointSaver`` whose files are written atomically and replaced safely.
+
+    Same arguments and file names as ``monai.handlers.CheckpointSaver``. Each checkpoint is written to a hidden
+    temporary file in ``save_dir`` and renamed over its final name, so a process killed at any moment (``SIGKILL``
+    included) leaves either the previous complete file or the new complete file, never a truncated one; and the
+    checkpoint that ``n_saved`` retires is deleted only after its successor exists. Only rank 0 writes.
+    """
+
+    def __init__(self, save_dir: str, save_dict: dict, *args: Any, **kwargs: Any) -> None:
+        super().__init__(save_dir, save_dict, *args, **kwargs)
+        for checkpoint in (self._final_checkpoint, self._key_metric_checkpoint, self._interval_checkpoint):
+            if checkpoint is not None:
+                fixed = getattr(checkpoint.save_handler, "filename", None)
+                checkpoint.save_handler = _AtomicDiskSaver(self.save_dir, fixed)

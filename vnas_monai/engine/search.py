@@ -293,9 +293,12 @@ class VNASSearchTrainer(SupervisedTrainer):
         self.state.arch_epoch = 0
         self._state_dict_user_keys.extend(["arch_iteration", "arch_epoch"])
         self._start_logged = False
+        self._ranks_logged = False
         # logged at the first epoch of each run, i.e. after a CheckpointLoader (STARTED) has restored the counters
         self.add_event_handler(Events.STARTED, self._reset_start_log)
+        self.add_event_handler(Events.EPOCH_STARTED, self._restart_passes)
         self.add_event_handler(Events.EPOCH_STARTED, self._log_start)
+        self.add_event_handler(Events.EPOCH_COMPLETED, self._check_ranks_agree)
 
     # ----------------------------------------------------------------- properties
     @property
@@ -329,6 +332,39 @@ class VNASSearchTrainer(SupervisedTrainer):
 
     def _reset_start_log(self, engine: VNASSearchTrainer) -> None:
         self._start_logged = False
+
+    def _restart_passes(self, engine: VNASSearchTrainer) -> None:
+        """Start fresh passes over S_train and S_val at every epoch, so that an epoch is a function of its number.
+
+        With ``epoch_length`` shorter than the loader, ignite would otherwise continue the previous epoch's iterator,
+        whose position a checkpoint cannot hold: a resumed search would see other batches than an uninterrupted one.
+        MONAI's ``Workflow`` has already called ``set_epoch`` on a ``DistributedSampler`` (registered earlier).
+        """
+        if engine.state.dataloader is not None:
+            engine._dataloader_iter = None  # ignite creates a new iterator right after EPOCH_STARTED
+        if self._arch_cycle is not None:
+            self._arch_cycle.reset()
+
+    def _check_ranks_agree(self, engine: VNASSearchTrainer) -> None:
+        """In a multi-process search, check that alpha/beta are bit-identical on every rank (cheap: 63 numbers)."""
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+            return
+        params = list(self.supernet.arch_parameters())
+        if not params:
+            return
+        flat = torch.cat([p.detach().reshape(-1).float() for p in params])
+        low, high = flat.clone(), flat.clone()
+        dist.all_reduce(low, op=dist.ReduceOp.MIN)
+        dist.all_reduce(high, op=dist.ReduceOp.MAX)
+        spread = float((high - low).abs().max())
+        if spread > 0:
+            raise RuntimeError(
+                f"the architecture parameters (alpha/beta) differ across the {dist.get_world_size()} ranks by up to "
+                f"{spread:g} after epoch {engine.state.epoch}: their gradients must be all-reduced on every rank."
+            )
+        if not self._ranks_logged:
+            self._ranks_logged = True
+            self.logger.info(f"alpha/beta identical on all {dist.get_world_size()} ranks (epoch {engine.state.epoch}).")
 
     def _log_start(self, engine: VNASSearchTrainer) -> None:
         if self._start_logged:

@@ -1,3 +1,28 @@
-from .convs import ConvImpl, ConvNormAct, SliceConv3d, as_triple, same_padding
+from .convs import (
+    AUTO_TABLE,
+    ConvImpl,
+    ConvMemoryFormat,
+    ConvNormAct,
+    SliceConv3d,
+    as_triple,
+    auto_form,
+    kernel_kind,
+    same_padding,
+)
+from .memory import is_channels_last, set_conv_memory_format, to_channels_last, to_contiguous_format
 
-__all__ = ["ConvImpl", "ConvNormAct", "SliceConv3d", "as_triple", "same_padding"]
+__all__ = [
+    "AUTO_TABLE",
+    "ConvImpl",
+    "ConvMemoryFormat",
+    "ConvNormAct",
+    "SliceConv3d",
+    "as_triple",
+    "auto_form",
+    "is_channels_last",
+    "kernel_kind",
+    "same_padding",
+    "set_conv_memory_format",
+    "to_channels_last",
+    "to_contiguous_format",
+]

@@ -3,6 +3,11 @@
 Kernel shapes are (x, y, z) with z the slice axis, matching MONAI's (N, C, H, W, D) layout: a 2D layer is (3, 3, 1),
 a 3D layer (3, 3, 3), a pseudo-3D (P3D) pair (3, 3, 1) then (1, 1, 3). Padding is derived from the kernel ("same"
 for odd kernels), never passed by hand.
+
+Every convolution is a :class:`SliceConv3d`: an ``nn.Conv3d`` (same parameters, same ``state_dict`` keys) that can run
+its kernel in several exact forms (:class:`ConvImpl`) and in either memory layout (:class:`ConvMemoryFormat`). Which
+form ``impl="auto"`` runs is the measured-fastest one for the kernel, the device and the layout (:data:`AUTO_TABLE`);
+``benchmarks/bench_search.py`` re-measures the whole search step.
 """
 
 from __future__ import annotations
@@ -16,22 +21,106 @@ import torch.nn.functional as F
 from monai.networks.layers.utils import get_act_layer, get_norm_layer
 from monai.utils import StrEnum
 
-__all__ = ["ConvImpl", "SliceConv3d", "ConvNormAct", "same_padding", "as_triple"]
+__all__ = [
+    "AUTO_TABLE",
+    "ConvImpl",
+    "ConvMemoryFormat",
+    "SliceConv3d",
+    "ConvNormAct",
+    "auto_form",
+    "kernel_kind",
+    "same_padding",
+    "as_triple",
+]
 
 LayerSpec = Union[str, tuple, None]
 
 
 class ConvImpl(StrEnum):
-    """How a (k, k, 1) convolution is executed; every form computes the same function with the same weights.
+    """How a :class:`SliceConv3d` computes its convolution. Every form computes the same function with the same
+    weights (equal to ``conv3d`` within float32 rounding: only the order of the multiply-accumulates differs); a form
+    that does not apply to a kernel falls back to ``conv3d``.
 
-    - ``auto``: the measured default for the device (see ``benchmarks/``): ``conv3d`` today.
-    - ``conv3d``: ``torch.nn.functional.conv3d``.
-    - ``slices``: a ``conv2d`` over slices, with the depth folded into the batch (bit-identical to ``conv3d``).
+    - ``auto``: the measured-fastest form for the kernel kind, the device and the memory layout (:data:`AUTO_TABLE`).
+    - ``conv3d``: ``torch.nn.functional.conv3d`` on the tensors as they come (the naive reference).
+    - ``slices``: an in-plane (kx, ky, 1) kernel as ``conv2d`` over slices, the depth folded into the batch
+      (N, C, H, W, D) -> (N*D, C, H, W) (a copy in and out).
+    - ``matmul``: a 1x1x1 stride-1 kernel as one matrix product over the channels (``F.linear`` on the
+      (N, H, W, D, C) view; free for channels-last tensors).
+    - ``dilated``: an in-plane (kx, ky, 1) stride-1 kernel as ``conv2d`` over the (N, C, H, W*D) view with dilation
+      (1, D) and padding (px, py*D): neighbours along W are D apart in the flattened axis, and the zero padding of D
+      columns on either side is exactly the zero padding of one column of W (a view, no copy, in either layout).
+    - ``planes``: a through-plane (1, 1, kz) stride-1 kernel as ``conv2d`` over the (N, C, H*W, D) view (no copy).
     """
 
     AUTO = "auto"
     CONV3D = "conv3d"
     SLICES = "slices"
+    MATMUL = "matmul"
+    DILATED = "dilated"
+    PLANES = "planes"
+
+
+class ConvMemoryFormat(StrEnum):
+    """The memory layout a :class:`SliceConv3d` computes in.
+
+    - ``preserve``: the layout of the input (``channels_last_3d`` if the input is strictly channels-last, else
+      NCDHW); the output has the input's layout.
+    - ``channels_last``: convert the input (a no-op when it already is) and compute in ``channels_last_3d``
+      (N, H, W, D, C in memory); the output is channels-last, so the norm, activation, pooling and concatenation
+      after it stay channels-last and the next convolution converts nothing.
+    - ``auto``: ``channels_last`` on CPU, where it was measured faster (see :data:`AUTO_TABLE`), ``preserve``
+      elsewhere (not measured here; ``benchmarks/bench_search.py`` measures it on a GPU).
+    """
+
+    PRESERVE = "preserve"
+    CHANNELS_LAST = "channels_last"
+    AUTO = "auto"
+
+
+#: The form ``impl="auto"`` runs, by device regime and kernel kind (:func:`kernel_kind`).
+#:
+#: Measured with torch 2.13 (CPU build, oneDNN) on the project's 2-core x86 CPU, float32, forward + input and weight
+#: gradients of every distinct convolution of the supernet (``init_filters`` 8 and 16, 64x64x32 patch, batch 2), the
+#: output returned in the layout of the input, best of repeated interleaved runs (1 and 2 threads):
+#:
+#: - **1x1x1** on channels-last tensors: ``matmul`` is 2.5x to 5x faster than ``conv3d`` in either layout
+#:   (e.g. 26->20 channels at 32x32x16: 3.8 ms against 8.0 ms NCDHW and 19.9 ms channels-last ``conv3d``;
+#:   256->64 at 4x4x2: 0.34 ms against 1.8 ms). On NCDHW tensors it needs two transposing copies and wins only
+#:   for wide inputs, so NCDHW keeps ``conv3d``.
+#: - **3x3x1** on channels-last tensors: ``dilated`` is 0 to 25 % faster than ``conv3d`` (20->5 channels at 32x32x16:
+#:   9.3 ms against 9.5 ms; 5->5: 3.2 against 4.2 ms; at 4x4x2 and below they are equal). On NCDHW tensors
+#:   ``dilated`` is 2x slower than ``conv3d``. ``slices`` (the former default, 2x to 6x faster with older PyTorch) is
+#:   now 0.8x to 1.3x of ``conv3d`` in NCDHW and slower than channels-last ``conv3d`` everywhere.
+#: - **3x3x3, 1x1x3, strided 3x3x1 and 7x7x1**: ``conv3d`` in the given layout is the fastest form (``planes`` for
+#:   1x1x3 is 0.9x to 1.1x of it, TH's unfold-and-GEMM ``slow_conv3d`` 1.2x to 8x slower).
+#: - **Layout**: channels-last ``conv3d`` itself is 1x to 4x faster than NCDHW ``conv3d`` at the half-resolution
+#:   levels (3x3x3 20->5 channels at 32x32x16: 20 ms against 41 ms; 3x3x1 5->5: 4.2 ms against 9.2 ms) and equal in
+#:   the deep, small levels; NCDHW ``conv3d`` with two threads also has slow oneDNN backward kernels for some
+#:   channel counts (1x1x1 128->32 at 8x8x4: up to 20x the channels-last time). Hence ``ConvMemoryFormat.AUTO``
+#:   computes channels-last on CPU.
+#:
+#: On CUDA nothing is measured here: ``conv3d`` (cuDNN) for every kernel, in the given layout.
+AUTO_TABLE: dict[str, dict[str, str]] = {
+    "cpu_channels_last": {
+        "pointwise": "matmul",
+        "in_plane": "dilated",
+        "in_plane_strided": "conv3d",
+        "through_plane": "conv3d",
+        "full": "conv3d",
+    },
+    "cpu": {k: "conv3d" for k in ("pointwise", "in_plane", "in_plane_strided", "through_plane", "full")},
+    "other": {k: "conv3d" for k in ("pointwise", "in_plane", "in_plane_strided", "through_plane", "full")},
+}
+
+# which forms apply to which kernel kinds (others fall back to conv3d)
+_APPLIES: dict[str, tuple[str, ...]] = {
+    "conv3d": ("pointwise", "in_plane", "in_plane_strided", "through_plane", "full", "other"),
+    "slices": ("pointwise", "in_plane", "in_plane_strided"),
+    "matmul": ("pointwise",),
+    "dilated": ("pointwise", "in_plane"),
+    "planes": ("pointwise", "through_plane"),
+}
 
 
 def as_triple(value: int | Sequence[int], name: str = "kernel_size") -> tuple[int, int, int]:
@@ -50,25 +139,123 @@ def same_padding(kernel_size: Sequence[int]) -> tuple[int, int, int]:
     return tuple((k - 1) // 2 for k in kernel_size)  # type: ignore[return-value]
 
 
-class SliceConv3d(nn.Conv3d):
-    """``nn.Conv3d`` (same parameters, same ``state_dict``) that may run an in-plane kernel as a 2D conv over slices.
+def kernel_kind(conv: nn.Conv3d) -> str:
+    """Classify a ``Conv3d`` for :data:`AUTO_TABLE`: ``"pointwise"`` (1x1x1, stride 1), ``"in_plane"`` ((kx, ky, 1),
+    stride 1), ``"in_plane_strided"`` ((kx, ky, 1), stride (sx, sy, 1)), ``"through_plane"`` ((1, 1, kz), stride 1),
+    ``"full"`` (anything else without groups, e.g. 3x3x3), or ``"other"`` (groups, non-zero padding modes)."""
+    k, st, pd, dl = conv.kernel_size, conv.stride, conv.padding, conv.dilation
+    if conv.groups != 1 or conv.padding_mode != "zeros" or isinstance(pd, str):
+        return "other"
+    if k[2] == 1 and st[2] == 1 and pd[2] == 0 and dl == (1, 1, 1):
+        if k[:2] == (1, 1) and st == (1, 1, 1) and pd == (0, 0, 0):
+            return "pointwise"
+        return "in_plane" if st == (1, 1, 1) else "in_plane_strided"
+    if k[:2] == (1, 1) and st == (1, 1, 1) and pd[:2] == (0, 0) and dl == (1, 1, 1):
+        return "through_plane"
+    return "full"
 
-    A kernel and stride of the form (kx, ky, 1) never mixes slices, so it equals ``conv2d`` applied to each slice:
-    (N, C, H, W, D) -> (N*D, C, H, W) -> conv2d -> (N, C', H', W', D). Which form runs is ``impl`` (a ``ConvImpl``).
+
+def auto_form(kind: str, device_type: str, channels_last: bool) -> str:
+    """The form ``impl="auto"`` runs for a kernel ``kind`` on ``device_type`` in the given layout."""
+    regime = "other" if device_type != "cpu" else ("cpu_channels_last" if channels_last else "cpu")
+    return AUTO_TABLE[regime].get(kind, "conv3d")
+
+
+class SliceConv3d(nn.Conv3d):
+    """``nn.Conv3d`` (same parameters, same ``state_dict``) that runs its kernel in the form ``impl`` and the memory
+    layout ``memory_format``; every combination computes the same function (within float32 rounding).
+
+    Args:
+        *args, **kwargs: as ``nn.Conv3d``.
+        impl: a :class:`ConvImpl`; ``"auto"`` picks by kernel kind, device and layout (:data:`AUTO_TABLE`).
+        memory_format: a :class:`ConvMemoryFormat` (``"preserve"`` by default; ``VNASBackbone`` sets ``"auto"``).
+
+    Shapes: (N, C, H, W, D) -> (N, C', H', W', D'), as ``nn.Conv3d``; the output is channels-last when computed so.
     """
 
-    def __init__(self, *args, impl: str = ConvImpl.AUTO, **kwargs) -> None:
+    def __init__(self, *args, impl: str = ConvImpl.AUTO, memory_format: str = ConvMemoryFormat.PRESERVE, **kwargs):
         super().__init__(*args, **kwargs)
         self.impl = str(ConvImpl(impl))
-        self.in_plane = self.kernel_size[2] == 1 and self.stride[2] == 1 and self.padding[2] == 0 and self.groups == 1
+        self.memory_format = str(ConvMemoryFormat(memory_format))
+        self.kind = kernel_kind(self)
+        # integer padding for the 2D forms (``self.padding`` may be a string for the generic conv3d form)
+        self.pad3 = [0, 0, 0] if isinstance(self.padding, str) else [int(p) for p in self.padding]
+        # kept for callers of the former API: a kernel the slice form applies to
+        self.in_plane = self.kind in ("pointwise", "in_plane", "in_plane_strided")
+        # the auto choice per regime, resolved once (TorchScript has no module-level tables)
+        self.auto_cpu_cl = auto_form(self.kind, "cpu", True)
+        self.auto_cpu = auto_form(self.kind, "cpu", False)
+        self.auto_other = auto_form(self.kind, "cuda", False)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, impl={self.impl}, memory_format={self.memory_format}"
+
+    def channels_last_for(self, x: torch.Tensor) -> bool:
+        """Whether this call computes channels-last (see :class:`ConvMemoryFormat`)."""
+        if self.memory_format == "channels_last" or (self.memory_format == "auto" and x.device.type == "cpu"):
+            return True
+        # "preserve" (or "auto" off CPU): strictly channels-last inputs only (C = 1 inputs are both)
+        return x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous()
+
+    def form_for(self, x: torch.Tensor, channels_last: bool) -> str:
+        """The form this call runs: ``impl``, or the :data:`AUTO_TABLE` entry; ``conv3d`` where it does not apply."""
+        form = self.impl
+        if form == "auto":
+            if x.device.type == "cpu":
+                form = self.auto_cpu_cl if channels_last else self.auto_cpu
+            else:
+                form = self.auto_other
+        if form == "matmul" and self.kind != "pointwise":
+            return "conv3d"
+        if form == "dilated" and self.kind not in ("pointwise", "in_plane"):
+            return "conv3d"
+        if form == "planes" and self.kind not in ("pointwise", "through_plane"):
+            return "conv3d"
+        if form == "slices" and self.kind not in ("pointwise", "in_plane", "in_plane_strided"):
+            return "conv3d"
+        return form
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.impl == "slices" and self.in_plane:
-            n, c, h, w, d = x.shape
-            y = x.permute(0, 4, 1, 2, 3).reshape(n * d, c, h, w)
-            y = F.conv2d(y, self.weight[..., 0], self.bias, self.stride[:2], self.padding[:2], self.dilation[:2])
-            return y.reshape(n, d, y.shape[1], y.shape[2], y.shape[3]).permute(0, 2, 3, 4, 1)
-        return F.conv3d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        channels_last = self.channels_last_for(x)
+        form = self.form_for(x, channels_last)
+        w = self.weight
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        if form == "matmul":
+            # (N, H, W, D, C) @ (C, C')^T: a free view of a channels-last tensor
+            y = F.linear(x.movedim(1, -1), w.flatten(1), self.bias).movedim(-1, 1)
+        elif form == "dilated":
+            d, wd = x.shape[4], x.shape[3]
+            y = F.conv2d(
+                x.flatten(3, 4),
+                w[:, :, :, :, 0],
+                self.bias,
+                [1, 1],
+                [self.pad3[0], self.pad3[1] * d],
+                [1, d],
+            ).unflatten(3, [wd, d])
+        elif form == "planes":
+            h, wd = x.shape[2], x.shape[3]
+            y = F.conv2d(x.flatten(2, 3), w[:, :, 0], self.bias, [1, 1], [0, self.pad3[2]]).unflatten(2, [h, wd])
+        elif form == "slices":
+            n, c, h, wd, d = x.shape
+            s = x.permute(0, 4, 1, 2, 3).reshape(n * d, c, h, wd)
+            s = F.conv2d(
+                s,
+                w[:, :, :, :, 0],
+                self.bias,
+                [self.stride[0], self.stride[1]],
+                [self.pad3[0], self.pad3[1]],
+                [self.dilation[0], self.dilation[1]],
+            )
+            y = s.reshape(n, d, s.shape[1], s.shape[2], s.shape[3]).permute(0, 2, 3, 4, 1)
+        else:
+            if channels_last and x.is_contiguous():
+                # an input that is both layouts (1 channel, or 1 voxel) would give an NCDHW output; a channels-last
+                # weight makes oneDNN/cuDNN return channels-last (other weights are not copied on every call)
+                w = w.contiguous(memory_format=torch.channels_last_3d)
+            y = self._conv_forward(x, w, self.bias)
+        return y.contiguous(memory_format=torch.channels_last_3d) if channels_last else y.contiguous()
 
 
 class ConvNormAct(nn.Module):
@@ -85,7 +272,8 @@ class ConvNormAct(nn.Module):
             or None.
         preact: norm and activation before the conv (DenseNet / AH-Net decoder order) instead of after (ResNet).
         bias: conv bias; by default only when there is no norm after the conv.
-        conv_impl: a ``ConvImpl`` for in-plane kernels.
+        conv_impl: a ``ConvImpl`` (``"auto"``: the measured-fastest exact form, see ``AUTO_TABLE``).
+        memory_format: a ``ConvMemoryFormat`` for the conv (``VNASBackbone`` sets it for the whole network).
 
     Shapes: (N, C, H, W, D) -> (N, C', ceil(H/sx), ceil(W/sy), ceil(D/sz)).
     """
@@ -102,6 +290,7 @@ class ConvNormAct(nn.Module):
         preact: bool = False,
         bias: bool | None = None,
         conv_impl: str = ConvImpl.AUTO,
+        memory_format: str = ConvMemoryFormat.PRESERVE,
     ) -> None:
         super().__init__()
         if spatial_dims != 3:
@@ -112,7 +301,14 @@ class ConvNormAct(nn.Module):
             bias = norm is None or preact
         self.preact = bool(preact)
         self.conv = SliceConv3d(
-            in_channels, out_channels, kernel, stride=stride, padding=same_padding(kernel), bias=bias, impl=conv_impl
+            in_channels,
+            out_channels,
+            kernel,
+            stride=stride,
+            padding=same_padding(kernel),
+            bias=bias,
+            impl=conv_impl,
+            memory_format=memory_format,
         )
         norm_ch = in_channels if preact else out_channels
         self.norm = get_norm_layer(name=norm, spatial_dims=3, channels=norm_ch) if norm is not None else nn.Identity()

@@ -26,7 +26,7 @@ import torch.nn as nn
 from vnas_monai.arch import ENCODER_GROUPS, NUM_DECODER_BLOCKS, NUM_ENCODER_CELLS
 from vnas_monai.networks.blocks.decoder import PVP, DecoderCell, FinalHead, Transition
 from vnas_monai.networks.blocks.encoder import EncoderCell, Stem
-from vnas_monai.networks.layers import ConvImpl
+from vnas_monai.networks.layers import ConvImpl, ConvMemoryFormat, set_conv_memory_format
 
 __all__ = ["VNASBackbone", "DIVISOR"]
 
@@ -53,7 +53,11 @@ class VNASBackbone(nn.Module):
         pvp_pool_sizes: in-plane pool windows of the PVP block (AH-Net: 8, 16, 32, 64).
         upsample_mode: ``"transpose"``, ``"trilinear"`` or ``"nearest"``.
         checkpointing: recompute each mixed operation in backward to save memory.
-        conv_impl: how in-plane kernels run (a ``ConvImpl``).
+        conv_impl: how the convolutions run (a ``ConvImpl``; ``"auto"``: the measured-fastest exact form per kernel
+            and device, ``"conv3d"``: plain ``F.conv3d``).
+        memory_format: the layout the network computes in (a ``ConvMemoryFormat``): ``"auto"`` (channels-last on
+            CPU, where it was measured faster; as given elsewhere), ``"channels_last"``, or ``"preserve"`` (the
+            input's layout, NCDHW for a plain tensor). Outputs are equal within float32 rounding in every layout.
 
     Shapes: (N, C, H, W, D) -> (N, out_channels, H, W, D), each of H, W, D a multiple of 32.
     """
@@ -75,6 +79,7 @@ class VNASBackbone(nn.Module):
         upsample_mode: str = "transpose",
         checkpointing: bool = False,
         conv_impl: str = ConvImpl.AUTO,
+        memory_format: str = ConvMemoryFormat.AUTO,
     ) -> None:
         super().__init__()
         if spatial_dims != 3:
@@ -126,6 +131,7 @@ class VNASBackbone(nn.Module):
         self.pvp = PVP(self.decoder4.out_channels, pvp_pool_sizes)
         self.head = FinalHead(self.decoder4.out_channels + len(pvp_pool_sizes), out_channels, act, norm, upsample_mode)
         self._init_weights()
+        set_conv_memory_format(self, memory_format)
 
     def _init_weights(self) -> None:
         for m in self.modules():

@@ -1,0 +1,283 @@
+"""Generate the train/inference/evaluate configs (and MSD copies) from bundles/vnas_nih/search.json."""
+import copy
+import json
+import os
+import shutil
+import sys
+from collections import OrderedDict
+from pathlib import Path
+
+# bundles/vnas_nih/search.json is the source; every other stage and dataset config is generated from it.
+ROOT = sys.argv[1] if len(sys.argv) > 1 else str(Path(__file__).resolve().parents[1] / "bundles")
+search = json.load(open(f"{ROOT}/vnas_nih/search.json"), object_pairs_hook=OrderedDict)
+
+SPLITS = ("$vnas_monai.bundle.fold_splits(@dataset_dir, os.path.join(@work_dir, 'fold' + str(@fold), 'search'), "
+          "fold=@fold, num_folds=@num_folds, seed=@seed, datalist_file=@datalist_file, layout=@layout, "
+          "max_cases=@max_cases, phantom_cases=@phantom_cases, num_classes=@num_classes)")
+SEARCH_ARCH = "$os.path.join(@work_dir, 'fold' + str(@fold), 'search', 'arch.json')"
+CKPT = "$os.path.join(@work_dir, 'fold' + str(@fold), 'train', 'model.pt')"
+IMPORTS = list(search["imports"]) + ["$import vnas_monai.bundle"]
+COMMON = ["bundle_root", "dataset_dir", "layout", "work_dir", "output_dir", "datalist_file", "fold", "num_folds",
+          "max_cases", "seed", "device", "amp", "max_epochs", "epoch_length", "roi_size", "num_samples", "batch_size",
+          "num_workers", "cache_rate", "in_channels", "num_classes", "init_filters", "intensity_clip", "spacing",
+          "loss", "learning_rate", "resume", "check_keys", "extra_keys", "phantom_cases"]
+
+
+def top(stage, desc, extra):
+    c = OrderedDict()
+    c["imports"] = IMPORTS
+    c["_desc_"] = desc
+    for k in COMMON:
+        c[k] = copy.deepcopy(search[k])
+    c["output_dir"] = f"$os.path.join(@work_dir, 'fold' + str(@fold), '{stage}')"
+    c.update(extra)
+    c["run_device"] = search["run_device"]
+    c["splits"] = SPLITS
+    return c
+
+
+def network_def():
+    return OrderedDict([("_target_", "vnas_monai.networks.VNASNet"), ("spatial_dims", 3),
+                        ("in_channels", "@in_channels"), ("out_channels", "@num_classes"),
+                        ("architecture", "@architecture"), ("init_filters", "@init_filters")])
+
+
+SLIDING = OrderedDict([("_target_", "SlidingWindowInferer"), ("roi_size", "@infer_roi_size"),
+                       ("sw_batch_size", "@sw_batch_size"), ("overlap", "@overlap"), ("mode", "@blend_mode")])
+INFER_KEYS = OrderedDict([("infer_roi_size", [64, 64, 64]), ("overlap", 0.5), ("sw_batch_size", 2),
+                          ("blend_mode", "gaussian")])
+
+
+def train_config():
+    c = top("train", "Retraining of a V-NAS architecture from scratch on S_train + S_val of a fold (Zhu et al., "
+            "3DV 2019, §3.3), validated by sliding-window Dice on S_val; run id 'run'.",
+            OrderedDict([("arch", "auto"), ("arch_fallback", "nih"), ("class_names", ["background", "pancreas"]),
+                         ("val_interval", 10), *INFER_KEYS.items()]))
+    c["architecture"] = ("$vnas_monai.bundle.resolve_architecture(@arch, search_arch=" + SEARCH_ARCH[1:]
+                         + ", fallback=@arch_fallback)")
+    c["network_def"] = network_def()
+    c["network"] = "$@network_def.to(@run_device)"
+    c["loss_function"] = copy.deepcopy(search["loss_function"])
+    c["optimizer"] = copy.deepcopy(search["optimizer"])
+    c["optimizer"]["params"] = "$@network.parameters()"
+    c["lr_scheduler"] = copy.deepcopy(search["lr_scheduler"])
+    # MONAI Label overrides train#trainer#max_epochs alone: the poly horizon follows it
+    c["lr_scheduler"]["total_iters"] = c["lr_scheduler"]["total_iters"].replace("(@max_epochs,",
+                                                                                "(@train#trainer#max_epochs,")
+    assert "@train#trainer#max_epochs" in c["lr_scheduler"]["total_iters"]
+    c["preprocessing"] = copy.deepcopy(search["preprocessing"])
+    c["augmentation"] = copy.deepcopy(search["augmentation"])
+    c["train_transforms"] = copy.deepcopy(search["train_transforms"])
+    c["val_transforms"] = OrderedDict([("_target_", "Compose"), ("transforms",
+                                       "$[t for t in @preprocessing if not isinstance(t, monai.transforms.SpatialPadd)]")])
+    tr = copy.deepcopy(search["train"])
+    tr["dataset"]["data"] = "$@splits['trainval']"
+    loss_out = "$monai.handlers.from_engine(['loss'], first=True)"
+    tr["inferer"] = {"_target_": "SimpleInferer"}
+    tr["handlers"] = [
+        search["train"]["handlers"][0],
+        OrderedDict([("_target_", "ValidationHandler"), ("validator", "@validate#evaluator"),
+                     ("epoch_level", True), ("interval", "@val_interval")]),
+        OrderedDict([("_target_", "StatsHandler"), ("tag_name", "train_loss"), ("output_transform", loss_out)]),
+        OrderedDict([("_target_", "TensorBoardStatsHandler"), ("log_dir", "$os.path.join(@output_dir, 'tensorboard')"),
+                     ("tag_name", "train_loss"), ("output_transform", loss_out)]),
+        OrderedDict([("_target_", "ignite.handlers.ProgressBar"), ("persist", True)]),
+    ]
+    tr["trainer"] = OrderedDict([
+        ("_target_", "SupervisedTrainer"), ("device", "@run_device"), ("max_epochs", "@max_epochs"),
+        ("epoch_length", "@epoch_length"), ("train_data_loader", "@train#dataloader"), ("network", "@network"),
+        ("optimizer", "@optimizer"), ("loss_function", "@loss_function"), ("inferer", "@train#inferer"),
+        ("amp", "$@amp and @run_device.type == 'cuda'"), ("train_handlers", "@train#handlers")])
+    c["train"] = tr
+    va = OrderedDict()
+    va["dataset"] = OrderedDict([("_target_", "CacheDataset"), ("data", "$@splits['val']"),
+                                 ("transform", "@val_transforms"), ("cache_rate", "@cache_rate"),
+                                 ("num_workers", "@num_workers"), ("progress", False)])
+    va["dataloader"] = OrderedDict([("_target_", "DataLoader"), ("dataset", "@validate#dataset"), ("batch_size", 1),
+                                    ("shuffle", False), ("num_workers", "@num_workers")])
+    va["inferer"] = copy.deepcopy(SLIDING)
+    va["postprocessing"] = OrderedDict([("_target_", "Compose"), ("transforms", [
+        OrderedDict([("_target_", "AsDiscreted"), ("keys", ["pred", "label"]), ("argmax", [True, False]),
+                     ("to_onehot", "@num_classes")])])])
+    va["key_metric"] = OrderedDict([("val_mean_dice", OrderedDict([
+        ("_target_", "MeanDice"), ("include_background", False),
+        ("output_transform", "$monai.handlers.from_engine(['pred', 'label'])")]))])
+    va["handlers"] = [
+        OrderedDict([("_target_", "StatsHandler"), ("iteration_log", False)]),
+        OrderedDict([("_target_", "TensorBoardStatsHandler"), ("log_dir", "$os.path.join(@output_dir, 'tensorboard')"),
+                     ("iteration_log", False)]),
+        "@best_saver",
+    ]
+    c["best_saver"] = OrderedDict([("_target_", "CheckpointSaver"), ("save_dir", "@output_dir"),
+                                   ("save_dict", {"model": "@network"}), ("save_key_metric", True),
+                                   ("key_metric_filename", "model.pt")])
+    va["evaluator"] = OrderedDict([
+        ("_target_", "SupervisedEvaluator"), ("device", "@run_device"), ("val_data_loader", "@validate#dataloader"),
+        ("network", "@network"), ("inferer", "@validate#inferer"), ("postprocessing", "@validate#postprocessing"),
+        ("key_val_metric", "@validate#key_metric"), ("amp", "$@amp and @run_device.type == 'cuda'"),
+        ("val_handlers", "@validate#handlers")])
+    c["validate"] = va
+    c["checkpoint_dict"] = OrderedDict([("network", "@network"), ("optimizer", "@optimizer"),
+                                        ("lr_scheduler", "@lr_scheduler"), ("trainer", "@train#trainer"),
+                                        ("best_model", "$@best_saver._key_metric_checkpoint")])
+    c["checkpoint_loader"] = copy.deepcopy(search["checkpoint_loader"])
+    c["checkpoint_saver"] = copy.deepcopy(search["checkpoint_saver"])
+    c["final_saver"] = OrderedDict([("_target_", search["checkpoint_saver"]["_target_"]), ("save_dir", "@output_dir"),
+                                    ("save_dict", {"model": "@network"}), ("save_final", True),
+                                    ("final_filename", "model_final.pt")])
+    c["initialize"] = list(search["initialize"])
+    c["run"] = [
+        "$vnas_monai.bundle.save_architecture(@architecture, @output_dir)",
+        "$@checkpoint_loader.attach(@train#trainer)",
+        "$@checkpoint_saver.attach(@train#trainer)",
+        "$@final_saver.attach(@train#trainer)",
+        "$@train#trainer.run()",
+        "$vnas_monai.bundle.validate_at_end(@train#trainer, @validate#evaluator, @val_interval)",
+        "$print('retrained', @architecture, '->', os.path.join(@output_dir, 'model.pt'))",
+    ]
+    c["finalize"] = []
+    return c
+
+
+def inference_config():
+    c = top("infer", "Sliding-window inference of a retrained V-NAS network; writes <output_dir>/<case>/"
+            "<case>_seg.nii.gz on each input image's grid (NIfTI files or DICOM series); run id 'run'.",
+            OrderedDict([("arch", "auto"), ("arch_fallback", "nih"), ("checkpoint", CKPT), ("images", None),
+                         ("input_dir", None), *INFER_KEYS.items()]))
+    for k in ("amp",):
+        pass
+    c["architecture"] = ("$vnas_monai.bundle.resolve_architecture(@arch, checkpoint=@checkpoint, search_arch="
+                         + SEARCH_ARCH[1:] + ", fallback=@arch_fallback)")
+    c["splits_fn"] = SPLITS.replace("$vnas_monai.bundle.fold_splits(", "$lambda: vnas_monai.bundle.fold_splits(")
+    del c["splits"]
+    c["datalist"] = "$vnas_monai.bundle.inference_datalist(images=@images, input_dir=@input_dir, splits=@splits_fn)"
+    c["network_def"] = network_def()
+    c["network"] = "$vnas_monai.bundle.load_weights(@network_def, @checkpoint, map_location=@run_device).to(@run_device)"
+    pre = []
+    for t in search["preprocessing"]:
+        t = copy.deepcopy(t)
+        if t["_target_"] in ("vnas_monai.data.transforms.CheckImageLabeld", "SpatialPadd"):
+            continue
+        t["keys"] = "image"
+        if t["_target_"] == "Spacingd":
+            t["mode"] = "bilinear"
+        pre.append(t)
+    c["preprocessing"] = OrderedDict([("_target_", "Compose"), ("transforms", pre)])
+    c["dataset"] = OrderedDict([("_target_", "Dataset"), ("data", "@datalist"), ("transform", "@preprocessing")])
+    c["dataloader"] = OrderedDict([("_target_", "DataLoader"), ("dataset", "@dataset"), ("batch_size", 1),
+                                   ("shuffle", False), ("num_workers", "@num_workers")])
+    c["inferer"] = copy.deepcopy(SLIDING)
+    c["postprocessing"] = OrderedDict([("_target_", "Compose"), ("transforms", [
+        OrderedDict([("_target_", "AsDiscreted"), ("keys", "pred"), ("argmax", True)]),
+        OrderedDict([("_target_", "Invertd"), ("keys", "pred"), ("transform", "@preprocessing"),
+                     ("orig_keys", "image"), ("nearest_interp", True), ("to_tensor", True)]),
+        OrderedDict([("_target_", "SaveImaged"), ("keys", "pred"), ("output_dir", "@output_dir"),
+                     ("output_postfix", "seg"), ("output_dtype", "$numpy.uint8"), ("resample", False),
+                     ("separate_folder", True), ("print_log", False),
+                     ("output_name_formatter", "$vnas_monai.bundle.case_name_formatter")]),
+    ])])
+    c["imports"] = IMPORTS + ["$import numpy"]
+    c["handlers"] = [OrderedDict([("_target_", "StatsHandler"), ("iteration_log", False)]),
+                     OrderedDict([("_target_", "ignite.handlers.ProgressBar"), ("persist", True)])]
+    c["evaluator"] = OrderedDict([
+        ("_target_", "SupervisedEvaluator"), ("device", "@run_device"), ("val_data_loader", "@dataloader"),
+        ("network", "@network"), ("inferer", "@inferer"), ("postprocessing", "@postprocessing"),
+        ("amp", "$@amp and @run_device.type == 'cuda'"), ("val_handlers", "@handlers")])
+    c["initialize"] = list(search["initialize"])
+    c["run"] = ["$@evaluator.run()", "$print('segmentations written to', @output_dir)"]
+    c["finalize"] = []
+    for k in ("max_epochs", "epoch_length", "num_samples", "batch_size", "cache_rate", "loss", "learning_rate",
+              "resume"):
+        del c[k]
+    return c
+
+
+def evaluate_config():
+    c = top("eval", "Evaluation of a retrained V-NAS network on the fold's S_test: per-case Dice, HD95 and surface "
+            "Dice per class (metrics.csv), the paper's summary (summary.json, summary.md) and overlay PNGs; "
+            "run id 'run'.",
+            OrderedDict([("arch", "auto"), ("arch_fallback", "nih"), ("checkpoint", CKPT),
+                         ("class_names", ["background", "pancreas"]), ("eval_split", "test"),
+                         ("surface_tolerance_mm", 1.0), ("num_overlays", 3), *INFER_KEYS.items()]))
+    c["architecture"] = ("$vnas_monai.bundle.resolve_architecture(@arch, checkpoint=@checkpoint, search_arch="
+                         + SEARCH_ARCH[1:] + ", fallback=@arch_fallback)")
+    c["network_def"] = network_def()
+    c["network"] = "$vnas_monai.bundle.load_weights(@network_def, @checkpoint, map_location=@run_device).to(@run_device)"
+    c["preprocessing"] = [copy.deepcopy(t) for t in search["preprocessing"] if t["_target_"] != "SpatialPadd"]
+    c["datalist"] = "$vnas_monai.bundle.evaluation_datalist(@splits, @eval_split)"
+    c["dataset"] = OrderedDict([("_target_", "Dataset"), ("data", "@datalist"),
+                                ("transform", OrderedDict([("_target_", "Compose"), ("transforms", "$@preprocessing")]))])
+    c["dataloader"] = OrderedDict([("_target_", "DataLoader"), ("dataset", "@dataset"), ("batch_size", 1),
+                                   ("shuffle", False), ("num_workers", "@num_workers")])
+    c["inferer"] = copy.deepcopy(SLIDING)
+    c["postprocessing"] = OrderedDict([("_target_", "Compose"), ("transforms", [
+        OrderedDict([("_target_", "AsDiscreted"), ("keys", "pred"), ("argmax", True)])])])
+    c["metrics_writer"] = OrderedDict([
+        ("_target_", "vnas_monai.bundle.SegmentationMetricsWriter"), ("output_dir", "@output_dir"),
+        ("class_names", "@class_names"), ("tolerance_mm", "@surface_tolerance_mm"),
+        ("title", "$'V-NAS evaluation, fold ' + str(@fold) + ' (S_' + @eval_split + ')'"),
+        ("settings", OrderedDict([("checkpoint", "$str(@checkpoint)"), ("fold", "@fold"), ("num_folds", "@num_folds"),
+                                  ("split", "@eval_split"), ("architecture", "$@architecture.to_dict()"),
+                                  ("infer_roi_size", "@infer_roi_size"), ("overlap", "@overlap"),
+                                  ("spacing", "@spacing")]))])
+    c["overlay_writer"] = OrderedDict([("_target_", "vnas_monai.bundle.OverlayWriter"),
+                                       ("output_dir", "$os.path.join(@output_dir, 'overlays')"),
+                                       ("num_cases", "@num_overlays")])
+    c["handlers"] = ["@metrics_writer", "@overlay_writer",
+                     OrderedDict([("_target_", "ignite.handlers.ProgressBar"), ("persist", True)])]
+    c["evaluator"] = OrderedDict([
+        ("_target_", "SupervisedEvaluator"), ("device", "@run_device"), ("val_data_loader", "@dataloader"),
+        ("network", "@network"), ("inferer", "@inferer"), ("postprocessing", "@postprocessing"),
+        ("amp", "$@amp and @run_device.type == 'cuda'"), ("val_handlers", "@handlers")])
+    c["initialize"] = list(search["initialize"])
+    c["run"] = ["$@evaluator.run()", "$print('metrics written to', @output_dir)"]
+    c["finalize"] = []
+    for k in ("max_epochs", "epoch_length", "num_samples", "batch_size", "cache_rate", "loss", "learning_rate",
+              "resume"):
+        del c[k]
+    return c
+
+
+DATASETS = {
+    "vnas_nih": dict(work_dir="runs/vnas_nih", arch_fallback="nih", class_names=["background", "pancreas"],
+                     roi_size=[96, 96, 64], num_classes=2, intensity_clip=[-100, 240]),
+    "vnas_msd_lung": dict(work_dir="runs/vnas_msd_lung", arch_fallback="msd_lung",
+                          class_names=["background", "tumour"], roi_size=[64, 64, 64], num_classes=2,
+                          intensity_clip=[-1024, 300]),
+    "vnas_msd_pancreas": dict(work_dir="runs/vnas_msd_pancreas", arch_fallback="msd_pancreas",
+                              class_names=["background", "pancreas", "tumour"], roi_size=[64, 64, 64], num_classes=3,
+                              intensity_clip=[-100, 240]),
+}
+DESC = {
+    "vnas_nih": "NIH Pancreas-CT",
+    "vnas_msd_lung": "MSD Task06 Lung (tumour)",
+    "vnas_msd_pancreas": "MSD Task07 Pancreas (pancreas + tumour)",
+}
+
+
+def apply(c, name, stage):
+    d = DATASETS[name]
+    for k, v in d.items():
+        if k in c:
+            c[k] = v
+    c["_desc_"] = c["_desc_"].replace("NIH Pancreas-CT", DESC[name])
+    if stage == "search":
+        c["_desc_"] = f"V-NAS architecture search (Zhu et al., 3DV 2019, Alg. 1) on {DESC[name]}; run id 'search'."
+    elif name != "vnas_nih":
+        c["_desc_"] = c["_desc_"].rstrip() + f" Defaults for {DESC[name]}."
+    return c
+
+
+for name in DATASETS:
+    os.makedirs(f"{ROOT}/{name}", exist_ok=True)
+    stages = {"train": train_config(), "inference": inference_config(), "evaluate": evaluate_config()}
+    if name != "vnas_nih":
+        stages["search"] = copy.deepcopy(search)
+        shutil.copy(f"{ROOT}/vnas_nih/logging.conf", f"{ROOT}/{name}/logging.conf")
+    for stage, c in stages.items():
+        if name == "vnas_nih" and stage != "search":
+            c["_desc_"] = c["_desc_"].rstrip() + " Defaults for NIH Pancreas-CT."
+        apply(c, name, stage)
+        with open(f"{ROOT}/{name}/{stage}.json", "w") as f:
+            f.write(json.dumps(c, indent=4) + "\n")
+print("ok")

@@ -1,0 +1,207 @@
+"""Figures people look at: the derived architecture and predictions overlaid on images.
+
+* :func:`plot_architecture`: one box per searchable cell (stem, 16 encoder cells by ResNet-50 stage, 5 decoder
+  blocks), coloured by the chosen candidate (2D blue, 3D orange, P3D green, as in the search's probability plot),
+  with the kernels of the choice and, when the architecture carries them, the choice probabilities.
+* :func:`save_overlay` / :class:`OverlayWriter`: an axial slice (the one with most foreground) of the image with the
+  ground-truth contour (green) and the prediction (red), one PNG per case, for the first few cases of an evaluation
+  or an inference run.
+
+Matplotlib's Agg canvas is used directly (no pyplot state, no display); PNGs are written atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vnas_monai.arch import ENCODER_GROUPS, NUM_DECODER_BLOCKS, Architecture
+
+__all__ = ["OverlayWriter", "plot_architecture", "save_overlay"]
+
+logger = logging.getLogger(__name__)
+
+_LABELS = ("2D", "3D", "P3D")
+_COLORS = ("tab:blue", "tab:orange", "tab:green")
+_ENCODER_KERNELS = ("3x3x1\n1x1x1", "3x3x3\n1x1x1", "3x3x1\n1x1x3")
+_DECODER_KERNELS = ("3x3x1\n3x3x1", "3x3x3\n3x3x3", "3x3x1\n1x1x3")
+
+
+def _save(fig: Any, path: str | os.PathLike, dpi: int) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=dpi, format="png")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def plot_architecture(
+    architecture: Architecture | str | os.PathLike, path: str | os.PathLike, title: str | None = None, dpi: int = 100
+) -> Path:
+    """Draw a V-NAS architecture as a row of cells coloured by 2D / 3D / P3D and write it as a PNG.
+
+    Args:
+        architecture: an ``Architecture``, a preset name or an ``arch.json`` path.
+        path: destination ``.png``.
+        title: figure title; default: the paper's code notation.
+        dpi: resolution.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.patches import FancyBboxPatch, Patch
+
+    arch = Architecture.resolve(architecture)
+    enc, dec = arch.to_paper()
+    probs = arch.probabilities
+    cells: list[tuple[str, int, str, float | None]] = []  # (label, code, kernels, probability)
+    i = 0
+    for n in ENCODER_GROUPS:
+        for _ in range(n):
+            p = probs["encoder"][i][arch.encoder[i]] if probs else None
+            cells.append((f"E{i + 1}", arch.encoder[i], _ENCODER_KERNELS[arch.encoder[i]], p))
+            i += 1
+        cells.append(("", -1, "", None))  # gap between stages
+    for b in range(NUM_DECODER_BLOCKS):
+        p = probs["decoder"][b][arch.decoder[b]] if probs else None
+        cells.append((f"D{b + 1}", arch.decoder[b], _DECODER_KERNELS[arch.decoder[b]], p))
+
+    width = len(cells) + 2.5
+    fig = Figure(figsize=(width * 0.62, 2.6))
+    ax = fig.add_axes((0.01, 0.05, 0.98, 0.72))
+    ax.set_xlim(-1.6, len(cells) + 0.2)
+    ax.set_ylim(-0.9, 1.2)
+    ax.axis("off")
+    ax.add_patch(FancyBboxPatch((-1.5, 0.0), 1.2, 1.0, boxstyle="round,pad=0.02", fc="0.85", ec="0.3"))
+    ax.text(-0.9, 0.5, "stem\n7x7x1\n1x1x3", ha="center", va="center", fontsize=7)
+    for x, (label, code, kernels, p) in enumerate(cells):
+        if code < 0:
+            continue
+        ax.add_patch(FancyBboxPatch((x, 0.0), 0.9, 1.0, boxstyle="round,pad=0.02", fc=_COLORS[code], ec="0.2",
+                                    alpha=0.85))
+        ax.text(x + 0.45, 0.62, _LABELS[code], ha="center", va="center", fontsize=8, weight="bold", color="white")
+        ax.text(x + 0.45, 0.25, kernels, ha="center", va="center", fontsize=5.5, color="white")
+        ax.text(x + 0.45, 1.08, label, ha="center", va="bottom", fontsize=7)
+        if p is not None:
+            ax.text(x + 0.45, -0.12, f"{p:.2f}", ha="center", va="top", fontsize=6)
+    split = len(cells) - NUM_DECODER_BLOCKS - 1
+    ax.text(split / 2, -0.55, "encoder (ResNet-50 bottlenecks, stages 3-4-6-3)", ha="center", fontsize=8)
+    ax.text(split + 1 + NUM_DECODER_BLOCKS / 2, -0.55, "decoder dense blocks", ha="center", fontsize=8)
+    fig.suptitle(title or f"V-NAS architecture: encoder [{enc}]  decoder [{dec}]", fontsize=9, y=0.97)
+    handles = [Patch(color=c, label=f"{lab} ({k})") for c, lab, k in zip(_COLORS, _LABELS, range(3))]
+    fig.legend(handles=handles, loc="upper right", fontsize=7, ncol=3, frameon=False, bbox_to_anchor=(0.99, 0.9))
+    return _save(fig, path, dpi)
+
+
+def _volume(x: Any, name: str) -> np.ndarray:
+    if x is None:
+        return None
+    a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    if a.ndim == 4:
+        a = a[0] if a.shape[0] == 1 else a.argmax(0)
+    if a.ndim != 3:
+        raise ValueError(f"{name} must be a 3D volume (optionally with a channel axis), got shape {a.shape}.")
+    return a
+
+
+def save_overlay(
+    image: Any, pred: Any, path: str | os.PathLike, label: Any = None, title: str | None = None, dpi: int = 100
+) -> Path:
+    """Write a PNG of the axial slice (last axis) with the most foreground: image in grey, ground-truth contour in
+    green (when ``label`` is given) and prediction in red, one panel per side for readability.
+
+    Args:
+        image: (H, W, D) or (1, H, W, D) intensities.
+        pred: label map of the same grid (or class scores, channel first).
+        path: destination ``.png``.
+        label: optional ground-truth label map.
+        title: figure title.
+        dpi: resolution.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    img, seg, ref = _volume(image, "image"), _volume(pred, "pred"), _volume(label, "label")
+    for name, v in (("pred", seg), ("label", ref)):
+        if v is not None and v.shape != img.shape:
+            raise ValueError(f"{name} shape {v.shape} differs from image shape {img.shape}.")
+    fg = (ref if ref is not None else seg) > 0
+    z = int(fg.sum(axis=(0, 1)).argmax()) if fg.any() else img.shape[2] // 2
+    lo, hi = np.percentile(img[..., z], (1, 99)) if img[..., z].size else (0, 1)
+    sl = np.clip((img[..., z] - lo) / max(hi - lo, 1e-6), 0, 1).T  # x to the right, y down (radiological view)
+    panels = [("prediction", seg)] if ref is None else [("ground truth", ref), ("prediction", seg)]
+    fig = Figure(figsize=(3.6 * len(panels), 3.9))
+    for k, (name, m) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), k + 1)
+        ax.imshow(sl, cmap="gray", origin="lower")
+        overlay = np.ma.masked_where(m[..., z].T == 0, m[..., z].T)
+        ax.imshow(overlay, cmap="autumn" if name == "prediction" else "summer", alpha=0.45, origin="lower",
+                  interpolation="nearest")
+        if ref is not None and name == "prediction" and ref[..., z].any():
+            ax.contour(ref[..., z].T > 0, levels=[0.5], colors=["lime"], linewidths=0.8, origin="lower")
+        ax.set_title(name, fontsize=8)
+        ax.axis("off")
+    if ref is not None:
+        fig.legend(handles=[Line2D([0], [0], color="lime", label="ground-truth contour")], loc="lower center",
+                   fontsize=7, frameon=False)
+    fig.suptitle(title or f"slice {z}", fontsize=9)
+    return _save(fig, path, dpi)
+
+
+class OverlayWriter:
+    """Ignite handler: overlay PNGs of the first ``num_cases`` cases an evaluator sees, as
+    ``<output_dir>/<case>.png`` (see :func:`save_overlay`). Items need ``image`` and ``pred`` (and ``label`` when
+    present) on the same grid; a failure to draw is logged, not raised (the segmentations are the product)."""
+
+    def __init__(
+        self, output_dir: str | os.PathLike, num_cases: int = 3, image_key: str = "image", pred_key: str = "pred",
+        label_key: str = "label",
+    ) -> None:
+        if int(num_cases) < 0:
+            raise ValueError(f"num_cases must be >= 0, got {num_cases}.")
+        self.output_dir = Path(output_dir)
+        self.num_cases = int(num_cases)
+        self.image_key, self.pred_key, self.label_key = image_key, pred_key, label_key
+        self.written: list[Path] = []
+        self.seen = 0
+
+    def reset(self, engine: Any = None) -> None:
+        self.written, self.seen = [], 0
+
+    def attach(self, engine: Any) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.STARTED, self.reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine: Any) -> None:
+        from vnas_monai.bundle.utils import case_name
+
+        output = engine.state.output
+        for item in output if isinstance(output, (list, tuple)) else [output]:
+            if self.seen >= self.num_cases:
+                return
+            self.seen += 1
+            image = item[self.image_key]
+            label = item.get(self.label_key)
+            label = label if isinstance(label, torch.Tensor) else None
+            source = getattr(image, "meta", {}).get("filename_or_obj", "")
+            name = case_name(source) if source else f"case_{self.seen:04d}"
+            try:
+                self.written.append(save_overlay(image, item[self.pred_key], self.output_dir / f"{name}.png", label,
+                                                 title=name))
+            except Exception as e:
+                logger.warning("could not draw the overlay of %s: %s", name, e)

@@ -1,0 +1,52 @@
+"""Memory layout of V-NAS networks: NCDHW or ``torch.channels_last_3d`` (N, H, W, D, C in memory).
+
+Every ``SliceConv3d`` computes in the layout its ``memory_format`` says (a ``ConvMemoryFormat``); a channels-last
+convolution returns a channels-last output, so the norms, activations, poolings, concatenations and mixing sums after
+it stay channels-last and the whole network runs in that layout from its first convolution on. ``VNASBackbone`` sets
+the layout of all its convolutions from its ``memory_format`` argument (default ``"auto"``: channels-last on CPU,
+where it was measured faster, see ``vnas_monai.networks.layers.convs.AUTO_TABLE``). The helpers below change it
+afterwards, for any module tree (V-NAS networks or others, e.g. a MONAI ``UNet`` in a benchmark).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from .convs import ConvMemoryFormat, SliceConv3d
+
+__all__ = ["set_conv_memory_format", "to_channels_last", "to_contiguous_format", "is_channels_last"]
+
+
+def set_conv_memory_format(model: nn.Module, memory_format: str) -> nn.Module:
+    """Set the ``ConvMemoryFormat`` of every ``SliceConv3d`` in ``model`` (in place; returns ``model``).
+
+    ``state_dict`` keys and values are untouched: the layout is a runtime choice, not a parameter.
+    """
+    fmt = str(ConvMemoryFormat(memory_format))
+    for m in model.modules():
+        if isinstance(m, SliceConv3d):
+            m.memory_format = fmt
+    return model
+
+
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """Run ``model`` channels-last: its ``SliceConv3d`` compute channels-last on every device, and its 5D parameters
+    (all convolution weights, ``nn.Conv3d`` and ``nn.ConvTranspose3d`` included) are stored channels-last, so that
+    oneDNN/cuDNN keep the activations channels-last also through plain ``nn.Conv3d`` layers. In place; returns
+    ``model``. For a model without ``SliceConv3d`` (e.g. MONAI's ``UNet``) also pass channels-last inputs:
+    ``x.contiguous(memory_format=torch.channels_last_3d)``.
+    """
+    set_conv_memory_format(model, ConvMemoryFormat.CHANNELS_LAST)
+    return model.to(memory_format=torch.channels_last_3d)
+
+
+def to_contiguous_format(model: nn.Module) -> nn.Module:
+    """Run ``model`` in NCDHW: the inverse of :func:`to_channels_last` (the naive layout). In place; returns it."""
+    set_conv_memory_format(model, ConvMemoryFormat.PRESERVE)
+    return model.to(memory_format=torch.contiguous_format)
+
+
+def is_channels_last(x: torch.Tensor) -> bool:
+    """True for a 5D tensor laid out channels-last (and not also NCDHW-contiguous, as 1-channel tensors are)."""
+    return x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous()
