@@ -3,12 +3,20 @@ from it in temporary folders (links to the real files plus derived labels; nothi
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
-import numpy as np
-import pytest
+# The suite builds many small networks: one intra-op thread per process (subprocesses inherit it) avoids OpenMP
+# spin-wait stalls, which slow a step by an order of magnitude when the 2-core CI machine has other work.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLES = REPO / "bundles"
