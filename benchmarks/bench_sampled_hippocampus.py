@@ -227,9 +227,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         out["sampled_over_mixed_epoch_cpu_time"] = smp["mean_search_epoch_cpu_s"] / mix["mean_search_epoch_cpu_s"]
         out["sampled_at_most_half_of_mixed"] = ratio <= 0.5
         print(f"\nsampled / mixed time per search epoch: mean {ratio:.3f}, median "
-              f"{out['sampled_over_mixed_median_epoch_time']:.3f}, CPU time {out['sampled_over_mixed_epoch_cpu_time']:.3f}"
+              f"{out['sampled_over_mixed_median_epoch_time']:.3f}, "
+              f"CPU time {out['sampled_over_mixed_epoch_cpu_time']:.3f}"
               f"; at most half: {ratio <= 0.5}")
-    dest = Path(args.output or REPO / "benchmarks" / "results" / f"sampled_hippocampus_cpu{'_quick' if args.quick else ''}.json")
+    name = f"sampled_hippocampus_cpu{'_quick' if args.quick else ''}.json"
+    dest = Path(args.output or REPO / "benchmarks" / "results" / name)
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(out, indent=2))
     print(f"wrote {dest}")

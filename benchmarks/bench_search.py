@@ -36,11 +36,13 @@ import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from vnas_monai.networks.cost import conv_mac_counter
 
 # ------------------------------------------------------------------------------------------------ configuration
 #: the rows of the step benchmark: name -> how the model is built and stepped
@@ -161,7 +163,10 @@ class Stepper:
         shape = (s["batch"], 1, *s["patch"])
         g = torch.Generator().manual_seed(1)
         self.batches = [
-            (torch.randn(shape, generator=g).to(device), torch.randint(0, 2, (s["batch"], *s["patch"]), generator=g).to(device))
+            (
+                torch.randn(shape, generator=g).to(device),
+                torch.randint(0, 2, (s["batch"], *s["patch"]), generator=g).to(device),
+            )
             for _ in range(2)
         ]
         if kind == "supernet":
@@ -247,31 +252,18 @@ class Stepper:
 
 
 def forward_conv_macs(model: nn.Module, x: torch.Tensor, sampled: bool = False) -> float:
-    """MACs of the convolutions (``Conv3d`` and ``ConvTranspose3d``, any subclass) of one forward pass on ``x``;
+    """MACs of the convolutions of one forward pass on ``x`` (:func:`vnas_monai.networks.cost.conv_mac_counter`);
     a sampled supernet is averaged over 8 draws of its candidates (training mode)."""
-    total = 0
-
-    def hook(mod: nn.Module, inp: tuple, out: torch.Tensor) -> None:
-        nonlocal total
-        k = math.prod(mod.kernel_size)
-        if isinstance(mod, nn.ConvTranspose3d):
-            total += inp[0].numel() * mod.out_channels * k // mod.groups
-        else:
-            total += out.numel() * (mod.in_channels // mod.groups) * k
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d))]
     was_training = model.training
     draws = 8 if sampled else 1
     try:
         model.train(sampled)
-        with torch.no_grad():
+        with conv_mac_counter(model) as total, torch.no_grad():
             for _ in range(draws):
                 model(x)
     finally:
-        for h in handles:
-            h.remove()
         model.train(was_training)
-    return total / draws
+    return total[0] / draws
 
 
 # ------------------------------------------------------------------------------------------------ measurement
@@ -389,13 +381,17 @@ def inference_rows(s: dict[str, Any], device: torch.device, repeats: int) -> dic
     naive = build_vnasnet(dict(fast=False), s["init_filters"]).to(device).eval()
     naive.load_state_dict(fast.state_dict())
     target = param_count(fast)
-    unets = {c: UNet(3, 1, 2, (c, 2 * c, 4 * c, 8 * c, 16 * c), (2, 2, 2, 2), num_res_units=2) for c in (4, 8, 12, 16, 24, 32, 48, 64)}
+    unets = {
+        c: UNet(3, 1, 2, (c, 2 * c, 4 * c, 8 * c, 16 * c), (2, 2, 2, 2), num_res_units=2)
+        for c in (4, 8, 12, 16, 24, 32, 48, 64)
+    }
     c = min(unets, key=lambda c: abs(math.log(param_count(unets[c]) / target)))
     unet = unets[c].to(device).eval()
     models = {"vnasnet_fast": fast, "vnasnet_naive": naive, f"monai_unet_c{c}": unet}
     x = torch.randn(1, 1, *s["volume"], device=device)
     amp = s["amp"] and device.type == "cuda"
-    ctx = (lambda: torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)) if amp else nullcontext
+    half = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float16
+    ctx = (lambda: torch.autocast("cuda", dtype=half)) if amp else nullcontext
     times: dict[str, list[float]] = {k: [] for k in models}
     with torch.no_grad():
         for name, m in models.items():  # warm-up
@@ -427,7 +423,8 @@ def print_table(result: dict[str, Any]) -> None:
     naive = steps.get("vnas_mixed_naive", {}).get("step_s_min")
     peak = result["matmul_gflops"]
     print()
-    print(f"V-NAS search benchmark on {dev['name']} ({dev['threads']} threads), patch {'x'.join(map(str, s['patch']))}, "
+    print(f"V-NAS search benchmark on {dev['name']} ({dev['threads']} threads), "
+          f"patch {'x'.join(map(str, s['patch']))}, "
           f"batch {s['batch']}, init_filters {s['init_filters']}, AMP {s['amp']}; "
           f"fp32 matmul {peak:.1f} GFLOP/s; load average {result['load_before']} -> {result['load_after']}")
     hdr = f"{'step':24s} {'params M':>9s} {'step s min':>10s} {'median':>8s} {'cpu s':>7s} {'vs naive':>8s} " \
@@ -528,11 +525,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"DiNTS: {dints}", flush=True)
 
     steppers = {k: Stepper(k, cfg, s, device, dints) for k, cfg in configs.items()}
-    print(f"timing {len(steppers)} models: {s['warmup']} warm-up + {s['rounds']} interleaved timed steps each", flush=True)
+    print(f"timing {len(steppers)} models: {s['warmup']} warm-up + {s['rounds']} interleaved timed steps each",
+          flush=True)
     steps = time_steps(steppers, s["warmup"], s["rounds"], device)
     for k, st in steppers.items():
         flops = st.conv_flops()
-        steps[k].update(params=st.params, conv_gflop_per_step=flops / 1e9, conv_gflops=flops / 1e9 / steps[k]["step_s_min"])
+        steps[k].update(params=st.params, conv_gflop_per_step=flops / 1e9,
+                        conv_gflops=flops / 1e9 / steps[k]["step_s_min"])
         steps[k]["pct_of_matmul"] = 100 * steps[k]["conv_gflops"] / result["matmul_gflops"]
         steps[k]["config"] = {**configs[k], **({} if configs[k]["model"] == "dints" else vnas_kwargs(configs[k]))}
     result["steps"] = steps

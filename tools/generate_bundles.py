@@ -48,6 +48,9 @@ INFER_KEYS = OrderedDict([("infer_roi_size", [64, 64, 64]), ("overlap", 0.5), ("
                           ("blend_mode", "gaussian")])
 
 
+LOAD_NETWORK = "$vnas_monai.bundle.load_weights(@network_def, @checkpoint, map_location=@run_device).to(@run_device)"
+
+
 def train_config():
     c = top("train", "Retraining of a V-NAS architecture from scratch on S_train + S_val of a fold (Zhu et al., "
             "3DV 2019, §3.3), validated by sliding-window Dice on S_val; run id 'run'.",
@@ -68,8 +71,8 @@ def train_config():
     c["preprocessing"] = copy.deepcopy(search["preprocessing"])
     c["augmentation"] = copy.deepcopy(search["augmentation"])
     c["train_transforms"] = copy.deepcopy(search["train_transforms"])
-    c["val_transforms"] = OrderedDict([("_target_", "Compose"), ("transforms",
-                                       "$[t for t in @preprocessing if not isinstance(t, monai.transforms.SpatialPadd)]")])
+    unpadded = "$[t for t in @preprocessing if not isinstance(t, monai.transforms.SpatialPadd)]"
+    c["val_transforms"] = OrderedDict([("_target_", "Compose"), ("transforms", unpadded)])
     tr = copy.deepcopy(search["train"])
     tr["dataset"]["data"] = "$@splits['trainval']"
     loss_out = "$monai.handlers.from_engine(['loss'], first=True)"
@@ -131,6 +134,7 @@ def train_config():
         "$@checkpoint_loader.attach(@train#trainer)",
         "$@checkpoint_saver.attach(@train#trainer)",
         "$@final_saver.attach(@train#trainer)",
+        "$vnas_monai.engine.restart_data_each_epoch(@train#trainer)",
         "$@train#trainer.run()",
         "$vnas_monai.bundle.validate_at_end(@train#trainer, @validate#evaluator, @val_interval)",
         "$print('retrained', @architecture, '->', os.path.join(@output_dir, 'model.pt'))",
@@ -152,7 +156,7 @@ def inference_config():
     del c["splits"]
     c["datalist"] = "$vnas_monai.bundle.inference_datalist(images=@images, input_dir=@input_dir, splits=@splits_fn)"
     c["network_def"] = network_def()
-    c["network"] = "$vnas_monai.bundle.load_weights(@network_def, @checkpoint, map_location=@run_device).to(@run_device)"
+    c["network"] = LOAD_NETWORK
     pre = []
     for t in search["preprocessing"]:
         t = copy.deepcopy(t)
@@ -202,11 +206,11 @@ def evaluate_config():
     c["architecture"] = ("$vnas_monai.bundle.resolve_architecture(@arch, checkpoint=@checkpoint, search_arch="
                          + SEARCH_ARCH[1:] + ", fallback=@arch_fallback)")
     c["network_def"] = network_def()
-    c["network"] = "$vnas_monai.bundle.load_weights(@network_def, @checkpoint, map_location=@run_device).to(@run_device)"
+    c["network"] = LOAD_NETWORK
     c["preprocessing"] = [copy.deepcopy(t) for t in search["preprocessing"] if t["_target_"] != "SpatialPadd"]
     c["datalist"] = "$vnas_monai.bundle.evaluation_datalist(@splits, @eval_split)"
-    c["dataset"] = OrderedDict([("_target_", "Dataset"), ("data", "@datalist"),
-                                ("transform", OrderedDict([("_target_", "Compose"), ("transforms", "$@preprocessing")]))])
+    compose = OrderedDict([("_target_", "Compose"), ("transforms", "$@preprocessing")])
+    c["dataset"] = OrderedDict([("_target_", "Dataset"), ("data", "@datalist"), ("transform", compose)])
     c["dataloader"] = OrderedDict([("_target_", "DataLoader"), ("dataset", "@dataset"), ("batch_size", 1),
                                    ("shuffle", False), ("num_workers", "@num_workers")])
     c["inferer"] = copy.deepcopy(SLIDING)
@@ -214,7 +218,8 @@ def evaluate_config():
         OrderedDict([("_target_", "AsDiscreted"), ("keys", "pred"), ("argmax", True)])])])
     c["metrics_writer"] = OrderedDict([
         ("_target_", "vnas_monai.bundle.SegmentationMetricsWriter"), ("output_dir", "@output_dir"),
-        ("class_names", "@class_names"), ("tolerance_mm", "@surface_tolerance_mm"),
+        ("class_names", "$vnas_monai.bundle.resolve_class_names(@class_names, @num_classes, @dataset_dir)"),
+        ("tolerance_mm", "@surface_tolerance_mm"),
         ("title", "$'V-NAS evaluation, fold ' + str(@fold) + ' (S_' + @eval_split + ')'"),
         ("settings", OrderedDict([("checkpoint", "$str(@checkpoint)"), ("fold", "@fold"), ("num_folds", "@num_folds"),
                                   ("split", "@eval_split"), ("architecture", "$@architecture.to_dict()"),
@@ -273,7 +278,9 @@ for name in DATASETS:
     stages = {"train": train_config(), "inference": inference_config(), "evaluate": evaluate_config()}
     if name != "vnas_nih":
         stages["search"] = copy.deepcopy(search)
-        shutil.copy(f"{ROOT}/vnas_nih/logging.conf", f"{ROOT}/{name}/logging.conf")
+        # dataset-independent files: logging and the torchrun overlays
+        for fname in ("logging.conf", "multi_gpu_search.json", "multi_gpu_train.json"):
+            shutil.copy(f"{ROOT}/vnas_nih/{fname}", f"{ROOT}/{name}/{fname}")
     for stage, c in stages.items():
         if name == "vnas_nih" and stage != "search":
             c["_desc_"] = c["_desc_"].rstrip() + " Defaults for NIH Pancreas-CT."

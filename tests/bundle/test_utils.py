@@ -125,3 +125,17 @@ def test_evaluation_datalist():
         evaluation_datalist(splits, "train")
     with pytest.raises(ValueError, match="'holdout'"):
         evaluation_datalist(splits, "holdout")
+
+
+def test_resolve_class_names(tmp_path):
+    from vnas_monai.bundle import resolve_class_names
+
+    assert resolve_class_names(["bg", "a", "b"], 3) == ["bg", "a", "b"]
+    with pytest.raises(ValueError, match=r"class_names lists 2 name\(s\).*num_classes is 3"):
+        resolve_class_names(["background", "pancreas"], 3)
+    assert resolve_class_names("auto", 3) == ["background", "class_1", "class_2"]
+    (tmp_path / "dataset.json").write_text('{"labels": {"0": "background", "1": "Anterior", "2": "Posterior"}}')
+    assert resolve_class_names("auto", 3, tmp_path) == ["background", "Anterior", "Posterior"]
+    assert resolve_class_names("auto", 2, tmp_path) == ["background", "class_1"]  # labels of another class count
+    with pytest.raises(ValueError, match="list of names or 'auto'"):
+        resolve_class_names("pancreas", 2)

@@ -15,6 +15,7 @@ from .utils import (
     load_state_dict,
     load_weights,
     resolve_architecture,
+    resolve_class_names,
     save_architecture,
     validate_at_end,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "load_weights",
     "plot_architecture",
     "resolve_architecture",
+    "resolve_class_names",
     "save_architecture",
     "save_overlay",
     "validate_at_end",

@@ -35,6 +35,7 @@ __all__ = [
     "load_state_dict",
     "load_weights",
     "resolve_architecture",
+    "resolve_class_names",
     "save_architecture",
     "validate_at_end",
 ]
@@ -128,6 +129,45 @@ def resolve_architecture(
             "pass --arch with an arch.json path or a preset ('nih', 'msd_lung', 'msd_pancreas')."
         )
     return Architecture.resolve(arch)
+
+
+def resolve_class_names(
+    class_names: str | Sequence[str], num_classes: int, dataset_dir: str | os.PathLike | None = None
+) -> list[str]:
+    """The names of a stage's ``num_classes`` classes, background first, checked against ``num_classes``.
+
+    Args:
+        class_names: one name per class, or ``"auto"``: the ``labels`` of ``<dataset_dir>/dataset.json`` (MSD
+            layout) when it names ``num_classes`` classes, else ``background, class_1, ...``.
+        num_classes: the network's output channels.
+        dataset_dir: the dataset folder, for ``"auto"``.
+
+    Raises:
+        ValueError: an explicit list of another length (so that no class is silently left out of the metrics).
+    """
+    n = int(num_classes)
+    if isinstance(class_names, str):
+        if class_names != AUTO:
+            raise ValueError(f"class_names must be a list of names or '{AUTO}', got {class_names!r}.")
+        labels: Any = None
+        meta = Path(dataset_dir, "dataset.json") if dataset_dir else None
+        if meta is not None and meta.is_file():
+            import json
+
+            try:
+                labels = json.loads(meta.read_text()).get("labels")
+            except (OSError, ValueError) as e:
+                raise ValueError(f"class_names='auto': cannot read the labels of {meta}: {e}") from e
+        if isinstance(labels, Mapping) and sorted(labels, key=str) == sorted((str(i) for i in range(n)), key=str):
+            return [str(labels[str(i)]) for i in range(n)]
+        return ["background"] + [f"class_{i}" for i in range(1, n)]
+    names = [str(c) for c in class_names]
+    if len(names) != n:
+        raise ValueError(
+            f"class_names lists {len(names)} name(s) {names} but num_classes is {n}: give one name per class, "
+            f"background first, or '{AUTO}' to take them from dataset.json."
+        )
+    return names
 
 
 def save_architecture(architecture: Architecture, output_dir: str | os.PathLike, png: bool = True) -> Path:

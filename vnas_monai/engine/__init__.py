@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .determinism import SeededDataset, SeededSampler, item_seed
+from .determinism import SeededDataset, SeededSampler, item_seed, restart_data_each_epoch
 from .handlers import (
     ArchitectureLogger,
     AtomicCheckpointSaver,
@@ -12,7 +12,7 @@ from .handlers import (
     search_losses,
 )
 from .plots import plot_probability_history
-from .schedules import PolyLR, epoch_length_of, epochs_for_iterations, num_iterations
+from .schedules import PolyLR, TimeBudget, epoch_length_of, epochs_for_iterations, num_iterations
 from .search import (
     ARCH_LOSS,
     CyclicLoader,
@@ -33,6 +33,7 @@ __all__ = [
     "SearchEvents",
     "SeededDataset",
     "SeededSampler",
+    "TimeBudget",
     "VNASSearchTrainer",
     "checkpoint_candidates",
     "cycle_loader",
@@ -42,6 +43,7 @@ __all__ = [
     "latest_checkpoint",
     "num_iterations",
     "plot_probability_history",
+    "restart_data_each_epoch",
     "search_losses",
     "select_device",
     "unwrap_network",

@@ -16,6 +16,9 @@ Instead every random draw of the data pipeline is made a pure function of ``(see
 :class:`vnas_monai.engine.VNASSearchTrainer` starts a fresh pass over ``S_train`` and ``S_val`` at every epoch, so
 an epoch replayed after a resume sees exactly the batches it saw the first time. The network has no random layer,
 so with the model, optimisers, schedule and counters restored from the checkpoint the trajectory is the same.
+A plain ignite trainer (MONAI's ``SupervisedTrainer`` of ``train.json``) whose ``epoch_length`` is shorter than its
+loader carries the loader's iterator over into the next epoch, which a resumed run cannot replay;
+:func:`restart_data_each_epoch` gives it the search engine's rule: every epoch starts a fresh pass.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import torch.distributed as dist
 from monai.data.utils import set_rnd
 from torch.utils.data import Dataset, DistributedSampler
 
-__all__ = ["item_seed", "SeededSampler", "SeededDataset"]
+__all__ = ["item_seed", "SeededSampler", "SeededDataset", "restart_data_each_epoch"]
 
 
 def item_seed(seed: int, stream: int, epoch: int, index: int) -> int:
@@ -109,3 +112,20 @@ class SeededDataset(Dataset):
         target = getattr(self.dataset, "transform", None)
         set_rnd(self.dataset if target is None else target, item_seed(self.seed, self.stream, epoch, i))
         return self.dataset[int(i)]
+
+
+def restart_data_each_epoch(engine: Any) -> Any:
+    """Make every epoch of an ignite ``engine`` start a fresh pass over its data loader; returns the engine.
+
+    With ``epoch_length`` shorter than the loader, ignite continues the previous epoch's iterator, so the batches of
+    epoch ``n`` depend on how many were drawn before, which a run resumed from a checkpoint does not know. Restarting
+    the iterator at ``EPOCH_STARTED`` (after MONAI's ``set_epoch`` on the sampler) makes epoch ``n`` the first
+    ``epoch_length`` batches of pass ``n``, the same in an interrupted and an uninterrupted run.
+    """
+    from ignite.engine import Events
+
+    def restart(engine: Any) -> None:
+        engine.set_data(engine.state.dataloader)
+
+    engine.add_event_handler(Events.EPOCH_STARTED, restart)
+    return engine

@@ -301,7 +301,7 @@ class ResumeCheckpointLoader(CheckpointLoader):
             return
         path = latest_checkpoint(self.ckpt_dir, self.pattern)
         if path is None:
-            self.logger.info(f"no checkpoint matching {self.pattern} in {self.ckpt_dir}: starting a new search.")
+            self.logger.info(f"no checkpoint matching {self.pattern} in {self.ckpt_dir}: starting from the beginning.")
             return
         self.load_path = path
         try:

@@ -12,13 +12,14 @@ would keep the old horizon and train on at learning rate 0.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable
 from typing import Any
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import PolynomialLR
 
-__all__ = ["PolyLR", "epoch_length_of", "num_iterations", "epochs_for_iterations"]
+__all__ = ["PolyLR", "TimeBudget", "epoch_length_of", "num_iterations", "epochs_for_iterations"]
 
 
 def epoch_length_of(data_loader: Iterable | None = None, epoch_length: int | None = None) -> int:
@@ -95,3 +96,58 @@ class PolyLR(PolynomialLR):
         for group, lr in zip(self.optimizer.param_groups, lrs):
             group["lr"] = lr
         self._last_lr = list(lrs)
+
+
+class TimeBudget:
+    """Ignite handler: stop a run after a wall-clock budget, decaying a :class:`PolyLR` over that budget.
+
+    A fixed compute budget (e.g. "30 CPU minutes for search + retraining") does not fix the number of iterations, so
+    an iteration horizon cannot be set in advance. After every iteration this handler re-estimates the horizon from
+    the measured speed, ``total_iters = iteration * budget / elapsed``, and gives it to the scheduler, so the learning
+    rate still reaches 0 when the time runs out; the engine is terminated once the budget is spent. The elapsed time
+    is part of :meth:`state_dict`, so a resumed run only spends what is left.
+
+    Args:
+        seconds: the budget, counted from :meth:`attach` (or from ``start`` when given, a ``time.perf_counter()``
+            value, so that set-up time can be charged to the budget).
+        lr_scheduler: a :class:`PolyLR` stepped every iteration, or ``None`` to only stop the run.
+        start: ``time.perf_counter()`` at which the budget started.
+    """
+
+    def __init__(self, seconds: float, lr_scheduler: PolyLR | None = None, start: float | None = None) -> None:
+        if not float(seconds) > 0:
+            raise ValueError(f"the time budget must be positive, got {seconds} s.")
+        if lr_scheduler is not None and not isinstance(lr_scheduler, PolyLR):
+            raise TypeError(f"TimeBudget rescales a vnas_monai PolyLR, got {type(lr_scheduler).__name__}.")
+        self.seconds = float(seconds)
+        self.lr_scheduler = lr_scheduler
+        self._start = start
+        self._spent_before = 0.0  # restored from a checkpoint
+
+    def elapsed(self) -> float:
+        """Seconds of the budget spent so far (including those of the run this one resumes)."""
+        return self._spent_before + (0.0 if self._start is None else time.perf_counter() - self._start)
+
+    def attach(self, engine: Any) -> None:
+        from ignite.engine import Events
+
+        if self._start is None:
+            self._start = time.perf_counter()
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine: Any) -> None:
+        elapsed = self.elapsed()
+        if elapsed >= self.seconds:
+            engine.logger.info(f"time budget of {self.seconds:.0f} s spent after iteration {engine.state.iteration}.")
+            engine.terminate()
+            return
+        if self.lr_scheduler is not None:
+            done = max(int(self.lr_scheduler.last_epoch), 1)
+            self.lr_scheduler.total_iters = max(done + 1, round(done * self.seconds / max(elapsed, 1e-6)))
+
+    def state_dict(self) -> dict[str, float]:
+        return {"elapsed": self.elapsed()}
+
+    def load_state_dict(self, state_dict: dict[str, float]) -> None:
+        self._spent_before = float(state_dict["elapsed"])
+        self._start = time.perf_counter()

@@ -8,7 +8,8 @@ paper's 96x96x64 patch is costed in well under a second.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -16,7 +17,30 @@ import torch.nn as nn
 
 from vnas_monai.arch import Architecture
 
-__all__ = ["count_macs", "cost_report", "format_cost"]
+__all__ = ["conv_mac_counter", "count_macs", "cost_report", "format_cost"]
+
+
+@contextmanager
+def conv_mac_counter(net: nn.Module) -> Iterator[list[int]]:
+    """Count the convolution MACs of the forward passes of ``net`` run inside the ``with`` block.
+
+    Hooks every ``Conv3d`` and ``ConvTranspose3d`` (any subclass); the yielded one-item list holds the running total.
+    """
+    total = [0]
+
+    def hook(mod: nn.Module, inp: tuple, out: torch.Tensor) -> None:
+        k = math.prod(mod.kernel_size)
+        if isinstance(mod, nn.ConvTranspose3d):
+            total[0] += inp[0].numel() * mod.out_channels * k // mod.groups
+        else:
+            total[0] += out.numel() * (mod.in_channels // mod.groups) * k
+
+    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d))]
+    try:
+        yield total
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def count_macs(net: nn.Module, input_shape: Sequence[int]) -> int:
@@ -25,24 +49,9 @@ def count_macs(net: nn.Module, input_shape: Sequence[int]) -> int:
     Counts convolutions and transposed convolutions, which dominate; norms, activations, pooling and
     interpolation are ignored (as in the usual MAC tables).
     """
-    total = 0
-
-    def hook(mod: nn.Module, inp: tuple, out: torch.Tensor) -> None:
-        nonlocal total
-        k = math.prod(mod.kernel_size)
-        if isinstance(mod, nn.ConvTranspose3d):
-            total += inp[0].numel() * mod.out_channels * k // mod.groups
-        else:
-            total += out.numel() * (mod.in_channels // mod.groups) * k
-
-    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d))]
-    try:
-        with torch.no_grad():
-            net(torch.empty(*input_shape, device="meta"))
-    finally:
-        for h in handles:
-            h.remove()
-    return total
+    with conv_mac_counter(net) as total, torch.no_grad():
+        net(torch.empty(*input_shape, device="meta"))
+    return total[0]
 
 
 def cost_report(
