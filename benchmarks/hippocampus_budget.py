@@ -35,7 +35,7 @@ UNET = {
     "strides": [2, 2, 2, 2],
     "num_res_units": 2,
 }
-TRAIN_ONLY = ("roi_size", "num_samples", "batch_size", "max_epochs")
+TRAIN_ONLY = ("roi_size", "num_samples", "batch_size", "max_epochs", "flip_axes")
 
 
 def run_with_time_limit(config: Path, run_id: str, seconds: float, **overrides: Any) -> float:
@@ -87,6 +87,7 @@ def main() -> None:
         num_workers=0,
         device="auto",
         max_epochs=10_000,  # stopped by the time budget
+        flip_axes=[0],  # left-right only: a flip along y swaps the anterior and posterior parts
     )
     if args.quick:
         common["max_cases"] = 24

@@ -20,7 +20,7 @@ IMPORTS = list(search["imports"]) + ["$import vnas_monai.bundle"]
 COMMON = ["bundle_root", "dataset_dir", "layout", "work_dir", "output_dir", "datalist_file", "fold", "num_folds",
           "max_cases", "seed", "device", "amp", "max_epochs", "epoch_length", "roi_size", "num_samples", "batch_size",
           "num_workers", "cache_rate", "in_channels", "num_classes", "init_filters", "intensity_clip", "spacing",
-          "loss", "learning_rate", "resume", "check_keys", "extra_keys", "phantom_cases"]
+          "flip_axes", "loss", "learning_rate", "resume", "check_keys", "extra_keys", "phantom_cases"]
 
 
 def top(stage, desc, extra):
@@ -190,8 +190,8 @@ def inference_config():
     c["initialize"] = list(search["initialize"])
     c["run"] = ["$@evaluator.run()", "$print('segmentations written to', @output_dir)"]
     c["finalize"] = []
-    for k in ("max_epochs", "epoch_length", "num_samples", "batch_size", "cache_rate", "loss", "learning_rate",
-              "resume"):
+    for k in ("max_epochs", "epoch_length", "num_samples", "batch_size", "cache_rate", "flip_axes", "loss",
+              "learning_rate", "resume"):
         del c[k]
     return c
 
@@ -237,8 +237,8 @@ def evaluate_config():
     c["initialize"] = list(search["initialize"])
     c["run"] = ["$@evaluator.run()", "$print('metrics written to', @output_dir)"]
     c["finalize"] = []
-    for k in ("max_epochs", "epoch_length", "num_samples", "batch_size", "cache_rate", "loss", "learning_rate",
-              "resume"):
+    for k in ("max_epochs", "epoch_length", "num_samples", "batch_size", "cache_rate", "flip_axes", "loss",
+              "learning_rate", "resume"):
         del c[k]
     return c
 

@@ -106,3 +106,15 @@ def error_chain(exc: BaseException | None) -> str:
         messages.append(f"{type(exc).__name__}: {exc}")
         exc = exc.__cause__ or exc.__context__
     return "\n".join(messages)
+
+
+@pytest.mark.parametrize("stage", ["search", "train"])
+@pytest.mark.parametrize("flip_axes", [[0, 1], [0], [], [2]])
+def test_flip_axes_choose_the_random_flips(stage, flip_axes):
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLES / "vnas_msd_pancreas" / f"{stage}.json"))
+    parser["flip_axes"] = flip_axes
+    flips = [t for t in parser.get_parsed_content("augmentation") if type(t).__name__ == "RandFlipd"]
+    assert [t.flipper.spatial_axis for t in flips] == flip_axes
