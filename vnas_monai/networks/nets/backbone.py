@@ -53,6 +53,10 @@ class VNASBackbone(nn.Module):
         pvp_pool_sizes: in-plane pool windows of the PVP block (AH-Net: 8, 16, 32, 64).
         upsample_mode: ``"transpose"``, ``"trilinear"`` or ``"nearest"``.
         checkpointing: recompute each mixed operation in backward to save memory.
+        zero_init_residual: start every encoder cell as the identity by zeroing the scale of each candidate's last
+            norm (Goyal et al., 2017; timm's ``zero_init_last``). Retraining from scratch converges much faster
+            (hippocampus, F = 16: held-out Dice 0.71/0.73 instead of 0.53/0.57 after 200 steps). The supernet
+            keeps it off: its cells would output 0 at first and alpha would get no gradient.
         conv_impl: how the convolutions run (a ``ConvImpl``; ``"auto"``: the measured-fastest exact form per kernel
             and device, ``"conv3d"``: plain ``F.conv3d``).
         memory_format: the layout the network computes in (a ``ConvMemoryFormat``): ``"auto"`` (channels-last on
@@ -78,6 +82,7 @@ class VNASBackbone(nn.Module):
         pvp_pool_sizes: Sequence[int] = (8, 16, 32, 64),
         upsample_mode: str = "transpose",
         checkpointing: bool = False,
+        zero_init_residual: bool = False,
         conv_impl: str = ConvImpl.AUTO,
         memory_format: str = ConvMemoryFormat.AUTO,
     ) -> None:
@@ -130,10 +135,10 @@ class VNASBackbone(nn.Module):
         self.decoder4 = DecoderCell(f, decoder_ops[4], **dense_kw)
         self.pvp = PVP(self.decoder4.out_channels, pvp_pool_sizes)
         self.head = FinalHead(self.decoder4.out_channels + len(pvp_pool_sizes), out_channels, act, norm, upsample_mode)
-        self._init_weights()
+        self._init_weights(zero_init_residual)
         set_conv_memory_format(self, memory_format)
 
-    def _init_weights(self) -> None:
+    def _init_weights(self, zero_init_residual: bool = False) -> None:
         for m in self.modules():
             if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d)):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -142,6 +147,12 @@ class VNASBackbone(nn.Module):
             elif isinstance(m, (nn.BatchNorm3d, nn.GroupNorm, nn.InstanceNorm3d)) and m.weight is not None:
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+        if zero_init_residual:
+            for cell in (c for layer in (self.layer1, self.layer2, self.layer3, self.layer4) for c in layer):
+                for branch in cell.mixed.ops.values():
+                    norm = getattr(branch.expand.norm, "weight", None)
+                    if norm is not None:
+                        nn.init.zeros_(norm)
 
     @torch.jit.unused
     def check_input(self, x: torch.Tensor) -> None:

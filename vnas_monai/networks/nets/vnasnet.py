@@ -33,6 +33,8 @@ class VNASNet(VNASBackbone):
         architecture: an ``Architecture``, a path to an arch.json, a preset (``"nih"``, ``"msd_lung"``,
             ``"msd_pancreas"``) or a uniform candidate (``"2d"``, ``"3d"``, ``"p3d"``).
         init_filters: stem width F (64 in the paper).
+        zero_init_residual: start each encoder cell as the identity (see ``VNASBackbone``); on by default here,
+            where the network is trained from scratch.
         **kwargs: backbone options (``act``, ``norm``, ``dense_layers``, ``dense_growth``, ``dense_bn_size``,
             ``pvp_pool_sizes``, ``upsample_mode``, ``checkpointing``, ``conv_impl``).
 
@@ -46,6 +48,7 @@ class VNASNet(VNASBackbone):
         out_channels: int = 2,
         architecture: ArchSpec = "nih",
         init_filters: int = 64,
+        zero_init_residual: bool = True,
         **kwargs: Any,
     ) -> None:
         arch = Architecture.resolve(architecture)
@@ -56,6 +59,7 @@ class VNASNet(VNASBackbone):
             in_channels=in_channels,
             out_channels=out_channels,
             init_filters=init_filters,
+            zero_init_residual=zero_init_residual,
             **kwargs,
         )
         self.architecture = arch
