@@ -143,15 +143,35 @@ def train_config():
     return c
 
 
+CHECKPOINT_ARCH = ("$vnas_monai.bundle.resolve_architecture(@arch, checkpoint=@checkpoint, search_arch="
+                   + SEARCH_ARCH[1:] + ", fallback=@arch_fallback)")
+ONE_CASE_LOADER = OrderedDict([("_target_", "DataLoader"), ("dataset", "@dataset"), ("batch_size", 1),
+                               ("shuffle", False), ("num_workers", "@num_workers")])
+#: keys of the training stages that the inference and evaluation stages do not have
+TRAINING_KEYS = ("max_epochs", "epoch_length", "num_samples", "batch_size", "cache_rate", "flip_axes", "loss",
+                 "learning_rate", "resume")
+
+
+def evaluator_stage(c, message):
+    """Finish an inference/evaluation config: the ``SupervisedEvaluator`` over ``@dataloader`` and the run lists."""
+    c["evaluator"] = OrderedDict([
+        ("_target_", "SupervisedEvaluator"), ("device", "@run_device"), ("val_data_loader", "@dataloader"),
+        ("network", "@network"), ("inferer", "@inferer"), ("postprocessing", "@postprocessing"),
+        ("amp", "$@amp and @run_device.type == 'cuda'"), ("val_handlers", "@handlers")])
+    c["initialize"] = list(search["initialize"])
+    c["run"] = ["$@evaluator.run()", f"$print('{message}', @output_dir)"]
+    c["finalize"] = []
+    for k in TRAINING_KEYS:
+        del c[k]
+    return c
+
+
 def inference_config():
     c = top("infer", "Sliding-window inference of a retrained V-NAS network; writes <output_dir>/<case>/"
             "<case>_seg.nii.gz on each input image's grid (NIfTI files or DICOM series); run id 'run'.",
             OrderedDict([("arch", "auto"), ("arch_fallback", "nih"), ("checkpoint", CKPT), ("images", None),
                          ("input_dir", None), *INFER_KEYS.items()]))
-    for k in ("amp",):
-        pass
-    c["architecture"] = ("$vnas_monai.bundle.resolve_architecture(@arch, checkpoint=@checkpoint, search_arch="
-                         + SEARCH_ARCH[1:] + ", fallback=@arch_fallback)")
+    c["architecture"] = CHECKPOINT_ARCH
     c["splits_fn"] = SPLITS.replace("$vnas_monai.bundle.fold_splits(", "$lambda: vnas_monai.bundle.fold_splits(")
     del c["splits"]
     c["datalist"] = "$vnas_monai.bundle.inference_datalist(images=@images, input_dir=@input_dir, splits=@splits_fn)"
@@ -168,8 +188,7 @@ def inference_config():
         pre.append(t)
     c["preprocessing"] = OrderedDict([("_target_", "Compose"), ("transforms", pre)])
     c["dataset"] = OrderedDict([("_target_", "Dataset"), ("data", "@datalist"), ("transform", "@preprocessing")])
-    c["dataloader"] = OrderedDict([("_target_", "DataLoader"), ("dataset", "@dataset"), ("batch_size", 1),
-                                   ("shuffle", False), ("num_workers", "@num_workers")])
+    c["dataloader"] = ONE_CASE_LOADER
     c["inferer"] = copy.deepcopy(SLIDING)
     c["postprocessing"] = OrderedDict([("_target_", "Compose"), ("transforms", [
         OrderedDict([("_target_", "AsDiscreted"), ("keys", "pred"), ("argmax", True)]),
@@ -183,17 +202,7 @@ def inference_config():
     c["imports"] = IMPORTS + ["$import numpy"]
     c["handlers"] = [OrderedDict([("_target_", "StatsHandler"), ("iteration_log", False)]),
                      OrderedDict([("_target_", "ignite.handlers.ProgressBar"), ("persist", True)])]
-    c["evaluator"] = OrderedDict([
-        ("_target_", "SupervisedEvaluator"), ("device", "@run_device"), ("val_data_loader", "@dataloader"),
-        ("network", "@network"), ("inferer", "@inferer"), ("postprocessing", "@postprocessing"),
-        ("amp", "$@amp and @run_device.type == 'cuda'"), ("val_handlers", "@handlers")])
-    c["initialize"] = list(search["initialize"])
-    c["run"] = ["$@evaluator.run()", "$print('segmentations written to', @output_dir)"]
-    c["finalize"] = []
-    for k in ("max_epochs", "epoch_length", "num_samples", "batch_size", "cache_rate", "flip_axes", "loss",
-              "learning_rate", "resume"):
-        del c[k]
-    return c
+    return evaluator_stage(c, "segmentations written to")
 
 
 def evaluate_config():
@@ -203,16 +212,14 @@ def evaluate_config():
             OrderedDict([("arch", "auto"), ("arch_fallback", "nih"), ("checkpoint", CKPT),
                          ("class_names", ["background", "pancreas"]), ("eval_split", "test"),
                          ("surface_tolerance_mm", 1.0), ("num_overlays", 3), *INFER_KEYS.items()]))
-    c["architecture"] = ("$vnas_monai.bundle.resolve_architecture(@arch, checkpoint=@checkpoint, search_arch="
-                         + SEARCH_ARCH[1:] + ", fallback=@arch_fallback)")
+    c["architecture"] = CHECKPOINT_ARCH
     c["network_def"] = network_def()
     c["network"] = LOAD_NETWORK
     c["preprocessing"] = [copy.deepcopy(t) for t in search["preprocessing"] if t["_target_"] != "SpatialPadd"]
     c["datalist"] = "$vnas_monai.bundle.evaluation_datalist(@splits, @eval_split)"
     compose = OrderedDict([("_target_", "Compose"), ("transforms", "$@preprocessing")])
     c["dataset"] = OrderedDict([("_target_", "Dataset"), ("data", "@datalist"), ("transform", compose)])
-    c["dataloader"] = OrderedDict([("_target_", "DataLoader"), ("dataset", "@dataset"), ("batch_size", 1),
-                                   ("shuffle", False), ("num_workers", "@num_workers")])
+    c["dataloader"] = ONE_CASE_LOADER
     c["inferer"] = copy.deepcopy(SLIDING)
     c["postprocessing"] = OrderedDict([("_target_", "Compose"), ("transforms", [
         OrderedDict([("_target_", "AsDiscreted"), ("keys", "pred"), ("argmax", True)])])])
@@ -230,17 +237,7 @@ def evaluate_config():
                                        ("num_cases", "@num_overlays")])
     c["handlers"] = ["@metrics_writer", "@overlay_writer",
                      OrderedDict([("_target_", "ignite.handlers.ProgressBar"), ("persist", True)])]
-    c["evaluator"] = OrderedDict([
-        ("_target_", "SupervisedEvaluator"), ("device", "@run_device"), ("val_data_loader", "@dataloader"),
-        ("network", "@network"), ("inferer", "@inferer"), ("postprocessing", "@postprocessing"),
-        ("amp", "$@amp and @run_device.type == 'cuda'"), ("val_handlers", "@handlers")])
-    c["initialize"] = list(search["initialize"])
-    c["run"] = ["$@evaluator.run()", "$print('metrics written to', @output_dir)"]
-    c["finalize"] = []
-    for k in ("max_epochs", "epoch_length", "num_samples", "batch_size", "cache_rate", "flip_axes", "loss",
-              "learning_rate", "resume"):
-        del c[k]
-    return c
+    return evaluator_stage(c, "metrics written to")
 
 
 DATASETS = {

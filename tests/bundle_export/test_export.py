@@ -222,14 +222,11 @@ def _reference(bundle: Path) -> tuple[torch.nn.Module, torch.Tensor, torch.Tenso
         return net, x, net(x)
 
 
-def test_ckpt_export_torchscript(bundle, tmp_path):
-    """TorchScript by tracing (``--use_trace True``): the network's runtime conv dispatch is not scriptable."""
-    from monai.bundle import ckpt_export
-
-    ts = tmp_path / "model.ts"
-    ckpt_export(
+def _export_args(bundle: Path, filepath: Path) -> dict:
+    """Arguments of MONAI's ``ckpt_export`` / ``onnx_export`` for the exported bundle, traced at ``ROI``."""
+    return dict(
         net_id="network_def",
-        filepath=str(ts),
+        filepath=str(filepath),
         ckpt_file=str(bundle / "models" / "model.pt"),
         meta_file=str(bundle / "configs" / "metadata.json"),
         config_file=str(bundle / "configs" / "inference.json"),
@@ -237,6 +234,14 @@ def test_ckpt_export_torchscript(bundle, tmp_path):
         use_trace=True,
         input_shape=[1, 1, *ROI],
     )
+
+
+def test_ckpt_export_torchscript(bundle, tmp_path):
+    """TorchScript by tracing (``--use_trace True``): the network's runtime conv dispatch is not scriptable."""
+    from monai.bundle import ckpt_export
+
+    ts = tmp_path / "model.ts"
+    ckpt_export(**_export_args(bundle, ts))
     _, x, ref = _reference(bundle)
     with torch.no_grad():
         out = torch.jit.load(str(ts), map_location="cpu")(x)
@@ -249,14 +254,7 @@ def test_onnx_export(bundle, tmp_path):
 
     onnx_file = tmp_path / "model.onnx"
     onnx_export(
-        net_id="network_def",
-        filepath=str(onnx_file),
-        ckpt_file=str(bundle / "models" / "model.pt"),
-        meta_file=str(bundle / "configs" / "metadata.json"),
-        config_file=str(bundle / "configs" / "inference.json"),
-        bundle_root=str(bundle),
-        use_trace=True,
-        input_shape=[1, 1, *ROI],
+        **_export_args(bundle, onnx_file),
         converter_kwargs={"dynamo": False},  # the TorchScript-based exporter: no onnxscript needed
         # plain NCDHW conv3d: ONNX has no memory-format ops (the CPU fast path computes channels-last)
         **{"network_def#conv_impl": "conv3d", "network_def#memory_format": "preserve"},
@@ -293,7 +291,7 @@ def test_refuses_other_architecture(bundle, tmp_path):
         net.load_state_dict(state, strict=False)
 
 
-def test_export_checks_weights(tmp_path):
+def test_export_checks_weights(tmp_path, monkeypatch):
     from vnas_monai.bundle.export import export_bundle
 
     ckpt = tiny_weights(tmp_path / "nih.pt")
@@ -315,6 +313,14 @@ def test_export_checks_weights(tmp_path):
     assert json.loads((out / "configs" / "inference.json").read_text())["intensity_clip"] == [-100, 240]
     with pytest.raises(FileExistsError):
         export_bundle(str(out), str(ckpt), **common)
+
+    # a failed --overwrite export keeps the previous bundle whole and leaves no partial folder behind
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    monkeypatch.setattr("vnas_monai.bundle.export.train_config", lambda settings: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        export_bundle(str(out), str(ckpt), overwrite=True, **common)
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
 def test_train_config_runs_with_monailabel_overrides(bundle, hippocampus_dir, tmp_path):

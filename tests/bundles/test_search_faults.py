@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -64,20 +65,33 @@ def _run_and_kill_mid_epoch(cmd: list[str], marker: str, timeout: float = 240) -
     return log
 
 
+def run_killed_and_resumed(
+    reference_cmd: list[str], cmd: list[str], out: Path, check_interrupted: Callable[[], None]
+) -> None:
+    """Run ``reference_cmd`` to the end; run ``cmd`` (3 epochs of 2 iterations, writing to ``out``), SIGKILL it in the
+    middle of epoch 2, call ``check_interrupted`` on what it left, then run ``cmd`` again (resume is the default)."""
+    _run(reference_cmd)
+    # StatsHandler logs every iteration; "Epoch: 2/3, Iter: 1/2" is the middle of epoch 2 (after an architecture
+    # step in a search), when checkpoint_epoch=1.pt exists and epoch 2's state lives only in memory
+    log = _run_and_kill_mid_epoch(cmd, "Epoch: 2/3, Iter: 1/2")
+    assert "Epoch: 2/3, Iter: 2/2" not in log
+    assert latest_checkpoint(out).endswith("checkpoint_epoch=1.pt")
+    check_interrupted()
+
+    resumed_log = _run(cmd)  # same command: resume is the default
+    assert "checkpoint_epoch=1.pt" in resumed_log, "the second run did not resume from the epoch-1 checkpoint"
+
+
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_architecture(tmp_path, pancreas_ct_msd):
     reference, killed = tmp_path / "reference" / "search", tmp_path / "killed" / "search"
-    _run(_command(pancreas_ct_msd, reference))
-    # StatsHandler logs every iteration; "Epoch: 2/3, Iter: 1/2" is the middle of epoch 2 (after an architecture
-    # step), when checkpoint_epoch=1.pt exists and epoch 2's state lives only in memory
-    log = _run_and_kill_mid_epoch(_command(pancreas_ct_msd, killed), "Epoch: 2/3, Iter: 1/2")
-    assert "Epoch: 2/3, Iter: 2/2" not in log
-    interrupted = json.loads((killed / "arch.json").read_text())
-    assert interrupted["epoch"] == 1 and not interrupted["complete"]
-    assert latest_checkpoint(killed).endswith("checkpoint_epoch=1.pt")
 
-    resumed_log = _run(_command(pancreas_ct_msd, killed))  # same command: resume is the default
-    assert "checkpoint_epoch=1.pt" in resumed_log, "the second run did not resume from the epoch-1 checkpoint"
+    def check_interrupted() -> None:
+        interrupted = json.loads((killed / "arch.json").read_text())
+        assert interrupted["epoch"] == 1 and not interrupted["complete"]
+
+    run_killed_and_resumed(_command(pancreas_ct_msd, reference), _command(pancreas_ct_msd, killed), killed,
+                           check_interrupted)
     expected = json.loads((reference / "arch.json").read_text())
     got = json.loads((killed / "arch.json").read_text())
     assert got["complete"] and [h["epoch"] for h in got["history"]] == [1, 2, 3]

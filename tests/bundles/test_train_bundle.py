@@ -13,24 +13,20 @@ from ignite.engine import Engine, Events
 from monai.bundle import ConfigWorkflow
 from monai.handlers import CheckpointLoader
 
+from tests.bundles.test_search_bundle import TINY as SEARCH_TINY
 from tests.bundles.test_search_bundle import error_chain
 from tests.conftest import BUNDLES
 from vnas_monai.arch import Architecture
 from vnas_monai.networks import VNASNet
 
-#: Tiny budgets shared by every stage (one set of overrides drives a dataset through all stages).
-TINY = dict(
-    init_filters=4,
-    roi_size=[32, 32, 32],
-    infer_roi_size=[32, 32, 32],
-    overlap=0.25,
-    max_epochs=1,
-    epoch_length=2,
-    num_samples=2,  # a 32^3 patch reaches 1x1x1 at the bottom: BatchNorm needs 2 samples
-    num_workers=0,
-    amp=False,
-    device="cpu",
-)
+#: Tiny budgets shared by every stage (one set of overrides drives a dataset through all stages): the search's,
+#: one epoch, and a small inference window.
+TINY = {
+    **{k: v for k, v in SEARCH_TINY.items() if k != "arch_warmup_epochs"},
+    "max_epochs": 1,
+    "infer_roi_size": [32, 32, 32],
+    "overlap": 0.25,
+}
 STAGE_KEYS = {  # keys a stage does not have (MONAI's parser would add them harmlessly, but keep overrides honest)
     "inference": {"max_epochs", "epoch_length", "num_samples"},
     "evaluate": {"max_epochs", "epoch_length", "num_samples"},

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.bundles.test_search_faults import _run, _run_and_kill_mid_epoch
+from tests.bundles.test_search_faults import run_killed_and_resumed
 from tests.conftest import BUNDLES
-from vnas_monai.engine import latest_checkpoint
 
 TRAIN = str(BUNDLES / "vnas_nih" / "train.json")
 ARGS = [
@@ -28,15 +27,12 @@ def _command(dataset: Path, out: Path) -> list[str]:
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_weights(tmp_path, pancreas_ct_msd):
     reference, killed = tmp_path / "reference" / "train", tmp_path / "killed" / "train"
-    _run(_command(pancreas_ct_msd, reference))
-    # "Epoch: 2/3, Iter: 1/2" is the middle of epoch 2: checkpoint_epoch=1.pt exists, epoch 2 lives only in memory
-    log = _run_and_kill_mid_epoch(_command(pancreas_ct_msd, killed), "Epoch: 2/3, Iter: 1/2")
-    assert "Epoch: 2/3, Iter: 2/2" not in log
-    assert latest_checkpoint(killed).endswith("checkpoint_epoch=1.pt")
-    assert not (killed / "model_final.pt").exists()
 
-    resumed_log = _run(_command(pancreas_ct_msd, killed))  # same command: resume is the default
-    assert "checkpoint_epoch=1.pt" in resumed_log, "the second run did not resume from the epoch-1 checkpoint"
+    def check_interrupted() -> None:
+        assert not (killed / "model_final.pt").exists()
+
+    run_killed_and_resumed(_command(pancreas_ct_msd, reference), _command(pancreas_ct_msd, killed), killed,
+                           check_interrupted)
     ref = torch.load(reference / "model_final.pt", weights_only=True)
     got = torch.load(killed / "model_final.pt", weights_only=True)
     assert ref.keys() == got.keys()

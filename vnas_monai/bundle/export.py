@@ -32,6 +32,7 @@ import datetime
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -39,7 +40,6 @@ from typing import Any, Optional, Union
 __all__ = [
     "export_bundle",
     "image_datalist",
-    "load_weights",
     "read_source_settings",
     "inference_config",
     "train_config",
@@ -147,28 +147,6 @@ def read_source_settings(bundle_dir: Union[str, os.PathLike, None]) -> tuple[dic
     for key, value in _DEFAULTS.items():
         settings.setdefault(key, value)
     return settings, metadata
-
-
-def load_weights(checkpoint: Union[str, os.PathLike]) -> dict[str, Any]:
-    """The network state dict inside ``checkpoint`` (loaded with ``weights_only=True``).
-
-    Accepts a plain state dict, or a dict holding it under ``network``, ``model``, ``state_dict`` or ``net``
-    (MONAI ``CheckpointSaver`` files). DataParallel ``module.`` prefixes are removed.
-    """
-    import torch
-
-    ckpt = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
-    if not isinstance(ckpt, Mapping):
-        raise ValueError(f"{checkpoint}: expected a state dict or a dict of state dicts, got {type(ckpt).__name__}.")
-    nested = [key for key in ("network", "model", "state_dict", "net") if isinstance(ckpt.get(key), Mapping)]
-    state = ckpt[nested[0]] if nested else ckpt
-    if not nested:
-        if not any(torch.is_tensor(v) for v in ckpt.values()):
-            raise ValueError(
-                f"{checkpoint}: no network weights found (keys: {sorted(ckpt)[:8]}); expected a state dict or one "
-                "under 'network', 'model', 'state_dict' or 'net'."
-            )
-    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
 
 
 def _labels(labels: Any, metadata: Mapping[str, Any], num_classes: Optional[int]) -> dict[str, str]:
@@ -722,6 +700,41 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=4) + "\n")
 
 
+def _write_bundle(
+    root: Path,
+    name: str,
+    net: Any,
+    architecture: Any,
+    settings: Mapping[str, Any],
+    source: Mapping[str, Any],
+    bundle_dir: Optional[str],
+    data_licence: Optional[str],
+    meta: dict[str, Any],
+) -> None:
+    """Write the bundle's files into ``root`` (the folder that will be renamed to ``name``)."""
+    import torch
+
+    from vnas_monai.bundle.templates import APACHE_2_0, LOGGING_CONF
+
+    for sub in ("configs", "models", "docs"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    torch.save({k: v.detach().cpu().clone() for k, v in net.state_dict().items()}, root / "models" / "model.pt")
+    architecture.save(root / "models" / "arch.json")
+    _write_json(root / "configs" / "inference.json", inference_config(settings))
+    _write_json(root / "configs" / "train.json", train_config(settings))
+    _write_json(root / "configs" / "metadata.json", meta)
+    src_logging = Path(bundle_dir) / "logging.conf" if bundle_dir is not None else None
+    logging_conf = src_logging.read_text() if src_logging is not None and src_logging.is_file() else LOGGING_CONF
+    (root / "configs" / "logging.conf").write_text(logging_conf)
+    (root / "LICENSE").write_text(APACHE_2_0)
+    terms = data_licence or source.get("data_licence") or (
+        "see the data source's terms of use (e.g. TCIA data usage policy for NIH Pancreas-CT, CC BY-SA 4.0 for the "
+        "Medical Segmentation Decathlon)"
+    )
+    readme = _readme(meta, settings, architecture, terms, name)
+    (root / "docs" / "README.md").write_text(readme + f"\nExported on {datetime.date.today().isoformat()}.\n")
+
+
 def export_bundle(
     output_dir: str,
     checkpoint: str,
@@ -782,6 +795,7 @@ def export_bundle(
     import torch
 
     from vnas_monai.arch import Architecture
+    from vnas_monai.bundle.utils import load_state_dict
     from vnas_monai.networks import VNASNet
 
     settings, source = read_source_settings(bundle_dir)
@@ -813,7 +827,7 @@ def export_bundle(
         modality = next(iter(src_inputs.values()), {}).get("modality") if src_inputs else None
         modality = modality or ("CT" if settings["intensity_clip"] else "MR")
 
-    state = load_weights(checkpoint)
+    state = load_state_dict(checkpoint)
     if arch is None:
         if "arch_code" not in state:
             raise ValueError(f"{checkpoint} has no arch_code: give --arch (the arch.json it was trained with).")
@@ -837,32 +851,24 @@ def export_bundle(
         ) from err
 
     out = Path(output_dir)
-    if out.exists():
-        if not overwrite:
-            raise FileExistsError(f"{out} exists; pass --overwrite True to replace it.")
-        shutil.rmtree(out)
-    for sub in ("configs", "models", "docs"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    torch.save({k: v.detach().cpu().clone() for k, v in net.state_dict().items()}, out / "models" / "model.pt")
-    architecture.save(out / "models" / "arch.json")
-    meta = metadata_config(
-        settings, source, label_names, architecture, str(version), name, modality, description, metrics, changelog,
-        task=task, data_source=data_source,
-    )
-    _write_json(out / "configs" / "inference.json", inference_config(settings))
-    _write_json(out / "configs" / "train.json", train_config(settings))
-    _write_json(out / "configs" / "metadata.json", meta)
-
-    from vnas_monai.bundle.templates import APACHE_2_0, LOGGING_CONF
-
-    src_logging = Path(bundle_dir) / "logging.conf" if bundle_dir is not None else None
-    logging_conf = src_logging.read_text() if src_logging is not None and src_logging.is_file() else LOGGING_CONF
-    (out / "configs" / "logging.conf").write_text(logging_conf)
-    (out / "LICENSE").write_text(APACHE_2_0)
-    terms = data_licence or source.get("data_licence") or (
-        "see the data source's terms of use (e.g. TCIA data usage policy for NIH Pancreas-CT, CC BY-SA 4.0 for the "
-        "Medical Segmentation Decathlon)"
-    )
-    readme = _readme(meta, settings, architecture, terms, out.name)
-    (out / "docs" / "README.md").write_text(readme + f"\nExported on {datetime.date.today().isoformat()}.\n")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite True to replace it.")
+    # written into a hidden sibling folder and renamed into place: a failed export leaves no partial bundle and, with
+    # --overwrite, the previous bundle stays until the new one is complete
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        _write_bundle(stage, out.name, net, architecture, settings, source, bundle_dir, data_licence,
+                      metadata_config(settings, source, label_names, architecture, str(version), name, modality,
+                                      description, metrics, changelog, task=task, data_source=data_source))
+        if out.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+            out.rename(retired / out.name)
+            stage.rename(out)
+            shutil.rmtree(retired)
+        else:
+            stage.rename(out)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
     return str(out)

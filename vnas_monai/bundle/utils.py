@@ -50,7 +50,11 @@ _PATIENT_RE = re.compile(r"^pancreas_\d+$", re.IGNORECASE)
 
 
 def load_state_dict(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """The network state dict of a weights file: a plain state dict, or ``{"model": state_dict}``.
+    """The network state dict of a weights file, loaded with ``torch.load(weights_only=True)``.
+
+    Accepts a plain state dict, or one held under ``model``, ``network``, ``state_dict`` or ``net`` (MONAI
+    ``CheckpointSaver`` files, e.g. the search's and the retraining's ``checkpoint_*.pt``); ``DataParallel`` /
+    ``DistributedDataParallel`` ``module.`` prefixes are removed.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -63,11 +67,14 @@ def load_state_dict(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
         data = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
         raise ValueError(f"cannot load weights file {path} with torch.load(weights_only=True): {e}") from e
-    if isinstance(data, Mapping) and "model" in data and isinstance(data["model"], Mapping):
-        data = data["model"]
-    if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
-        raise ValueError(f"weights file {path} is not a state dict (nor {{'model': state_dict}}).")
-    return dict(data)
+    if isinstance(data, Mapping):
+        nested = [k for k in ("model", "network", "state_dict", "net") if isinstance(data.get(k), Mapping)]
+        data = data[nested[0]] if nested else data
+    if not isinstance(data, Mapping) or not data or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise ValueError(
+            f"weights file {path} is not a state dict (nor one under 'model', 'network', 'state_dict' or 'net')."
+        )
+    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in data.items()}
 
 
 def load_weights(network: torch.nn.Module, path: str | os.PathLike, map_location: Any = "cpu") -> torch.nn.Module:

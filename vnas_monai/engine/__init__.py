@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .determinism import SeededDataset, SeededSampler, item_seed, restart_data_each_epoch
+from .determinism import SeededDataset, SeededSampler, item_seed, restart_data_each_epoch, restart_data_pass
 from .handlers import (
     ArchitectureLogger,
     AtomicCheckpointSaver,
@@ -44,6 +44,7 @@ __all__ = [
     "num_iterations",
     "plot_probability_history",
     "restart_data_each_epoch",
+    "restart_data_pass",
     "search_losses",
     "select_device",
     "unwrap_network",

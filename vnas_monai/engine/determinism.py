@@ -26,12 +26,12 @@ from __future__ import annotations
 from collections.abc import Sized
 from typing import Any
 
+import ignite.distributed as idist
 import numpy as np
-import torch.distributed as dist
 from monai.data.utils import set_rnd
 from torch.utils.data import Dataset, DistributedSampler
 
-__all__ = ["item_seed", "SeededSampler", "SeededDataset", "restart_data_each_epoch"]
+__all__ = ["item_seed", "SeededSampler", "SeededDataset", "restart_data_pass", "restart_data_each_epoch"]
 
 
 def item_seed(seed: int, stream: int, epoch: int, index: int) -> int:
@@ -41,9 +41,7 @@ def item_seed(seed: int, stream: int, epoch: int, index: int) -> int:
 
 
 def _world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_world_size(), dist.get_rank()
-    return 1, 0
+    return idist.get_world_size(), idist.get_rank()
 
 
 class SeededSampler(DistributedSampler):
@@ -114,18 +112,22 @@ class SeededDataset(Dataset):
         return self.dataset[int(i)]
 
 
-def restart_data_each_epoch(engine: Any) -> Any:
-    """Make every epoch of an ignite ``engine`` start a fresh pass over its data loader; returns the engine.
+def restart_data_pass(engine: Any) -> None:
+    """``EPOCH_STARTED`` handler: make the epoch that starts a fresh pass over the engine's data loader.
 
     With ``epoch_length`` shorter than the loader, ignite continues the previous epoch's iterator, so the batches of
-    epoch ``n`` depend on how many were drawn before, which a run resumed from a checkpoint does not know. Restarting
-    the iterator at ``EPOCH_STARTED`` (after MONAI's ``set_epoch`` on the sampler) makes epoch ``n`` the first
-    ``epoch_length`` batches of pass ``n``, the same in an interrupted and an uninterrupted run.
+    epoch ``n`` depend on how many were drawn before, which a run resumed from a checkpoint does not know. Dropping the
+    iterator lets ignite build a new one right after ``EPOCH_STARTED`` (after MONAI's ``set_epoch`` on the sampler),
+    through its own set-up, so epoch ``n`` is the first ``epoch_length`` batches of pass ``n`` in an interrupted and
+    an uninterrupted run alike.
     """
+    if engine.state.dataloader is not None:
+        engine._dataloader_iter = None
+
+
+def restart_data_each_epoch(engine: Any) -> Any:
+    """Attach :func:`restart_data_pass` to ``engine`` (e.g. MONAI's ``SupervisedTrainer`` of ``train.json``)."""
     from ignite.engine import Events
 
-    def restart(engine: Any) -> None:
-        engine.set_data(engine.state.dataloader)
-
-    engine.add_event_handler(Events.EPOCH_STARTED, restart)
+    engine.add_event_handler(Events.EPOCH_STARTED, restart_data_pass)
     return engine

@@ -14,18 +14,18 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import ignite.distributed as idist
 import torch
 from ignite.engine import Engine, Events
 from ignite.handlers.checkpoint import BaseSaveHandler
 from monai.handlers import CheckpointLoader, CheckpointSaver
 
-from vnas_monai.arch import NUM_DECODER_BLOCKS, NUM_ENCODER_CELLS, OP_NAMES
+from vnas_monai.arch import NUM_DECODER_BLOCKS, NUM_ENCODER_CELLS, OP_NAMES, atomic_write
 from vnas_monai.engine.plots import plot_probability_history
 from vnas_monai.engine.search import ARCH_LOSS, unwrap_network
 
@@ -176,9 +176,7 @@ class ArchitectureLogger:
     @staticmethod
     def _rank(engine: Engine) -> int:
         rank = getattr(engine.state, "rank", None)
-        if rank is None:
-            rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-        return int(rank)
+        return int(idist.get_rank() if rank is None else rank)
 
     def _record(self, engine: Engine) -> None:
         epoch, iteration = int(engine.state.epoch), int(engine.state.iteration)
@@ -330,12 +328,6 @@ def search_losses(output: Any) -> dict[str, float]:
     return out
 
 
-def _rank() -> int:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank()
-    return 0
-
-
 class _AtomicDiskSaver(BaseSaveHandler):
     """ignite save handler: ``torch.save`` to a hidden temporary file, ``fsync``, then ``os.replace`` (rank 0 only).
 
@@ -353,31 +345,16 @@ class _AtomicDiskSaver(BaseSaveHandler):
         return self.dirname / (self.filename if self.filename is not None else filename)
 
     def __call__(self, checkpoint: Mapping, filename: str, metadata: Mapping | None = None) -> None:
-        if _rank() != 0:
+        if idist.get_rank() != 0:
             return
-        path = self._path(filename)
-        self.dirname.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=self.dirname)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; a checkpoint is shared like any other output
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        path = atomic_write(self._path(filename), lambda f: torch.save(checkpoint, f))
         pending, self._pending = self._pending, []
         for old in pending:
             if old != path and old.exists():
                 old.unlink()
 
     def remove(self, filename: str) -> None:
-        if _rank() == 0:
+        if idist.get_rank() == 0:
             self._pending.append(self._path(filename))
 
 

@@ -26,6 +26,8 @@ from monai.utils.enums import CommonKeys as Keys
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 from torch.optim import Optimizer
 
+from vnas_monai.engine.determinism import restart_data_pass
+
 __all__ = [
     "ARCH_LOSS",
     "SearchEvents",
@@ -334,14 +336,9 @@ class VNASSearchTrainer(SupervisedTrainer):
         self._start_logged = False
 
     def _restart_passes(self, engine: VNASSearchTrainer) -> None:
-        """Start fresh passes over S_train and S_val at every epoch, so that an epoch is a function of its number.
-
-        With ``epoch_length`` shorter than the loader, ignite would otherwise continue the previous epoch's iterator,
-        whose position a checkpoint cannot hold: a resumed search would see other batches than an uninterrupted one.
-        MONAI's ``Workflow`` has already called ``set_epoch`` on a ``DistributedSampler`` (registered earlier).
-        """
-        if engine.state.dataloader is not None:
-            engine._dataloader_iter = None  # ignite creates a new iterator right after EPOCH_STARTED
+        """Start fresh passes over S_train (:func:`restart_data_pass`) and S_val at every epoch, so that an epoch is
+        a function of its number and a resumed search sees the batches an uninterrupted one sees."""
+        restart_data_pass(engine)
         if self._arch_cycle is not None:
             self._arch_cycle.reset()
 

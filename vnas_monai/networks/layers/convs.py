@@ -113,7 +113,7 @@ AUTO_TABLE: dict[str, dict[str, str]] = {
     "other": {k: "conv3d" for k in ("pointwise", "in_plane", "in_plane_strided", "through_plane", "full")},
 }
 
-# which forms apply to which kernel kinds (others fall back to conv3d)
+#: which forms compute which kernel kinds (a form asked for another kind falls back to conv3d)
 _APPLIES: dict[str, tuple[str, ...]] = {
     "conv3d": ("pointwise", "in_plane", "in_plane_strided", "through_plane", "full", "other"),
     "slices": ("pointwise", "in_plane", "in_plane_strided"),
@@ -180,8 +180,10 @@ class SliceConv3d(nn.Conv3d):
         self.kind = kernel_kind(self)
         # integer padding for the 2D forms (``self.padding`` may be a string for the generic conv3d form)
         self.pad3 = [0, 0, 0] if isinstance(self.padding, str) else [int(p) for p in self.padding]
+        # the forms that compute this kernel (a list: TorchScript has no module-level tables)
+        self.applicable = [form for form, kinds in _APPLIES.items() if self.kind in kinds]
         # kept for callers of the former API: a kernel the slice form applies to
-        self.in_plane = self.kind in ("pointwise", "in_plane", "in_plane_strided")
+        self.in_plane = "slices" in self.applicable
         # the auto choice per regime, resolved once (TorchScript has no module-level tables)
         self.auto_cpu_cl = auto_form(self.kind, "cpu", True)
         self.auto_cpu = auto_form(self.kind, "cpu", False)
@@ -205,15 +207,7 @@ class SliceConv3d(nn.Conv3d):
                 form = self.auto_cpu_cl if channels_last else self.auto_cpu
             else:
                 form = self.auto_other
-        if form == "matmul" and self.kind != "pointwise":
-            return "conv3d"
-        if form == "dilated" and self.kind not in ("pointwise", "in_plane"):
-            return "conv3d"
-        if form == "planes" and self.kind not in ("pointwise", "through_plane"):
-            return "conv3d"
-        if form == "slices" and self.kind not in ("pointwise", "in_plane", "in_plane_strided"):
-            return "conv3d"
-        return form
+        return form if form in self.applicable else "conv3d"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         channels_last = self.channels_last_for(x)
