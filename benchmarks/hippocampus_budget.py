@@ -67,6 +67,9 @@ def main() -> None:
     ap.add_argument("--budget_min", type=float, default=30.0, help="CPU minutes for each method")
     ap.add_argument("--search_fraction", type=float, default=0.3, help="share of V-NAS's budget spent searching")
     ap.add_argument("--init_filters", type=int, default=16, help="V-NAS width (at 8 its decoder is 2 channels wide)")
+    ap.add_argument(
+        "--loss", default="dice_ce", choices=("ce", "dice_ce"), help="retraining loss of both methods (search: ce)"
+    )
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     if not Path(args.dataset_dir, "dataset.json").is_file():
@@ -102,7 +105,13 @@ def main() -> None:
     )
     arch = work / "fold0" / "search" / "arch.json"
     timings["vnas_train_s"] = run_with_time_limit(
-        BUNDLE / "train.json", "run", budget - timings["vnas_search_s"], **common, arch=str(arch), val_interval=10_000
+        BUNDLE / "train.json",
+        "run",
+        budget - timings["vnas_search_s"],
+        **common,
+        arch=str(arch),
+        val_interval=10_000,
+        loss=args.loss,
     )
     timings["unet_train_s"] = run_with_time_limit(
         BUNDLE / "train.json",
@@ -112,6 +121,7 @@ def main() -> None:
         datalist_file=str(work / "folds.json"),
         val_interval=10_000,
         network_def=UNET,
+        loss=args.loss,
     )
     from vnas_monai.workflows.crossval import run_bundle
 
@@ -123,7 +133,8 @@ def main() -> None:
     for name, root in (("V-NAS (search + retrain)", work), ("UNet (MONAI)", work / "unet")):
         rows[name] = json.loads((root / "fold0" / "eval" / "summary.json").read_text())
     lines = [
-        f"MSD hippocampus, fold 0 of 4 (held-out S_test), {budget / 60:.0f} CPU minutes per method",
+        f"MSD hippocampus, fold 0 of 4 (held-out S_test), {budget / 60:.0f} CPU minutes per method, "
+        f"search fraction {args.search_fraction}, retraining loss {args.loss}",
         "",
         "| method | class | Dice mean ± std (%) | max | min | median |",
         "|---|---|---|---|---|---|",

@@ -139,3 +139,12 @@ def test_resolve_class_names(tmp_path):
     assert resolve_class_names("auto", 2, tmp_path) == ["background", "class_1"]  # labels of another class count
     with pytest.raises(ValueError, match="list of names or 'auto'"):
         resolve_class_names("pancreas", 2)
+
+
+def test_dice_weight():
+    from vnas_monai.bundle import dice_weight
+
+    assert dice_weight("ce") == 0.0 and dice_weight("dice_ce") == 1.0 and dice_weight("Dice_CE") == 1.0
+    for bad in ("dice", "", None, 1):
+        with pytest.raises(ValueError, match="loss: unknown value"):
+            dice_weight(bad)

@@ -36,7 +36,7 @@ def export_args(out: Path, ckpt: Path, arch: Path) -> list[str]:
     return [
         "--bundle_dir", str(REPO / "bundles" / "vnas_nih"), "--arch", str(arch), "--checkpoint", str(ckpt),
         "--output_dir", str(out), "--labels", json.dumps(LABELS), "--init_filters", "4", "--intensity_clip", "False",
-        "--roi_size", json.dumps(ROI), "--infer_roi_size", json.dumps(ROI), "--modality", "MR",
+        "--roi_size", json.dumps(ROI), "--infer_roi_size", json.dumps(ROI), "--flip_axes", "[0]", "--modality", "MR",
         "--name", "V-NAS hippocampus (test)",
         "--task", "Hippocampus segmentation in MRI", "--data_source", "MSD Task04 Hippocampus",
         "--data_licence", "CC BY-SA 4.0",
@@ -134,7 +134,7 @@ def test_metadata(bundle):
 def test_configs_parse_and_instantiate(bundle):
     from monai.bundle import ConfigParser
     from monai.inferers import SlidingWindowInferer
-    from monai.transforms import Compose
+    from monai.transforms import Compose, RandFlipd
 
     parser = ConfigParser()
     parser.read_config(str(bundle / "configs" / "inference.json"))
@@ -165,6 +165,10 @@ def test_configs_parse_and_instantiate(bundle):
     ):
         assert key in train, key
     assert isinstance(train["train#handlers"], list)
+    # flips as given at export (a y flip would swap the hippocampus' anterior and posterior labels)
+    train["bundle_root"] = str(bundle)
+    flips = [t for t in train.get_parsed_content("train#augmentation") if isinstance(t, RandFlipd)]
+    assert train["flip_axes"] == [0] and [t.flipper.spatial_axis for t in flips] == [0]
 
 
 def test_monai_bundle_run_inference(bundle, hippocampus_dir, tmp_path):
@@ -199,6 +203,16 @@ def test_image_datalist(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no image"):
         image_datalist(tmp_path / "empty")
+    # a folder of DICOM slices (any file names) is one series, as in the pipeline's inference bundle
+    series = tmp_path / "ct" / "series"
+    series.mkdir(parents=True)
+    for i in range(3):
+        (series / f"IM{i:04d}").write_bytes(b"")
+    assert image_datalist(series) == [{"image": str(series)}]
+    assert image_datalist(tmp_path / "ct") == [{"image": str(series)}]
+    (tmp_path / "ct" / "series.nii.gz").write_bytes(b"")
+    with pytest.raises(ValueError, match="both be written as case 'series'"):
+        image_datalist(tmp_path / "ct")
 
 
 def test_verify_net_in_out(bundle):
@@ -311,6 +325,11 @@ def test_export_checks_weights(tmp_path, monkeypatch):
     meta = json.loads((out / "configs" / "metadata.json").read_text())
     assert meta["network_data_format"]["inputs"]["image"]["modality"] == "CT"  # the source bundle's
     assert json.loads((out / "configs" / "inference.json").read_text())["intensity_clip"] == [-100, 240]
+    assert json.loads((out / "configs" / "train.json").read_text())["flip_axes"] == [0, 1]  # the source bundle's
+    for bad in ([3], ["y"], [True]):
+        with pytest.raises(ValueError, match="flip_axes must be spatial axes"):
+            export_bundle(str(tmp_path / "b5"), str(ckpt), flip_axes=bad, **common)
+    assert not (tmp_path / "b5").exists()
     with pytest.raises(FileExistsError):
         export_bundle(str(out), str(ckpt), **common)
 

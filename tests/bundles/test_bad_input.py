@@ -188,6 +188,12 @@ def test_misspelt_config_key(tmp_path, earlier_run, pancreas_ct_msd):
                                   dataset_dir=str(pancreas_ct_msd), arch_warmup_epoch=3)
 
 
+def test_unknown_loss_value(tmp_path, earlier_run, pancreas_ct_msd):
+    # a misspelt value must not silently pick one of the two losses
+    _fails_leaving_outputs_intact(earlier_run, tmp_path, r"loss: unknown value 'dicece'; choose one of "
+                                  r"\['ce', 'dice_ce'\]", dataset_dir=str(pancreas_ct_msd), loss="dicece")
+
+
 def test_arch_json_of_the_wrong_shape(tmp_path, earlier_run):
     arch = json.loads((earlier_run / "search" / "arch.json").read_text())
     arch["encoder"] = arch["encoder"][:-1]  # 15 encoder cells instead of 16

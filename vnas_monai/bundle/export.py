@@ -37,6 +37,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from .export_configs import inference_config, train_config
+from .export_docs import bundle_readme, metadata_config
+
 __all__ = [
     "export_bundle",
     "image_datalist",
@@ -46,8 +49,6 @@ __all__ = [
     "metadata_config",
 ]
 
-#: Image file suffixes picked up when ``images`` (inference) is a folder.
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".dcm")
 #: Config keys read from the source bundle (literal values only; expressions are ignored).
 SOURCE_KEYS = (
     "in_channels",
@@ -60,6 +61,7 @@ SOURCE_KEYS = (
     "learning_rate",
     "batch_size",
     "num_samples",
+    "flip_axes",
 )
 #: Source config files, first found wins per key (bundle folder itself, then its ``configs/``).
 SOURCE_CONFIGS = ("train.json", "inference.json", "search.json")
@@ -74,36 +76,27 @@ _DEFAULTS: dict[str, Any] = {
     "learning_rate": 0.05,
     "batch_size": 1,
     "num_samples": 2,
+    "flip_axes": [0, 1],
 }
 _DIVISOR = 32
 
 
 def image_datalist(images: Union[str, os.PathLike, Sequence[Any]]) -> list[dict[str, str]]:
-    """Datalist for inference: ``images`` is an image file, a folder of images, or a list of files / dicts.
+    """Datalist for the exported inference.json: ``images`` is an image file, a DICOM series folder, a folder of
+    images and series, or a list of files / ``{"image": ...}`` dicts.
+
+    The same rules as the pipeline's inference bundle (:func:`vnas_monai.bundle.utils.inference_datalist`): a folder
+    is scanned for NIfTI/ITK files and DICOM series folders (a folder holding only DICOM slices is one series).
 
     Raises:
         FileNotFoundError: a file or folder that does not exist.
-        ValueError: no image found.
+        ValueError: no image found, or two images that would be written under the same case name.
     """
-    items: list[dict[str, str]] = []
-    if isinstance(images, (str, os.PathLike)):
-        path = Path(images)
-        if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.name.lower().endswith(IMAGE_SUFFIXES))
-            items = [{"image": str(p)} for p in files]
-        elif path.exists():
-            items = [{"image": str(path)}]
-        else:
-            raise FileNotFoundError(f"images: {path} does not exist (give an image file, a folder or a list).")
-    else:
-        for entry in images:
-            item = dict(entry) if isinstance(entry, Mapping) else {"image": str(entry)}
-            if not Path(item["image"]).exists():
-                raise FileNotFoundError(f"images: {item['image']} does not exist.")
-            items.append(item)
-    if not items:
-        raise ValueError(f"images: no image ({', '.join(IMAGE_SUFFIXES)}) found in {images!s}.")
-    return items
+    from vnas_monai.bundle.utils import inference_datalist, scan_image_dir
+
+    if isinstance(images, (str, os.PathLike)) and Path(images).expanduser().is_dir():
+        images = scan_image_dir(images, field="images")
+    return inference_datalist(images=images)
 
 
 def _literal(value: Any) -> bool:
@@ -169,531 +162,25 @@ def _labels(labels: Any, metadata: Mapping[str, Any], num_classes: Optional[int]
     return labels
 
 
+def _axes(value: Any) -> list[int]:
+    """``flip_axes`` as a sorted list of distinct spatial axes; ``[]``, ``"none"`` or ``False`` for no flips."""
+    if value is False or value is None or (isinstance(value, str) and value.lower() in ("none", "off", "false", "")):
+        return []
+    items = value if isinstance(value, (list, tuple)) else [value]
+    try:
+        axes = sorted({int(v) for v in items})
+    except (TypeError, ValueError):
+        axes = [-1]
+    if any(a not in (0, 1, 2) for a in axes) or any(isinstance(v, bool) for v in items):
+        raise ValueError(f"flip_axes must be spatial axes among 0, 1, 2 (e.g. [0] or [0, 1]), got {value!r}.")
+    return axes
+
+
 def _roi(value: Any, name: str) -> list[int]:
     roi = [int(v) for v in (value if isinstance(value, (list, tuple)) else [value] * 3)]
     if len(roi) != 3 or any(v < _DIVISOR or v % _DIVISOR for v in roi):
         raise ValueError(f"{name} must be 3 sizes, each a positive multiple of {_DIVISOR} (VNASNet), got {value}.")
     return roi
-
-
-def _preprocessing(keys: Sequence[str], with_pad: bool) -> list[dict[str, Any]]:
-    """Deterministic pre-processing shared by training and inference (the search bundle's, minus label checks)."""
-    keys = list(keys)
-    interp = ["bilinear" if k == "image" else "nearest" for k in keys]
-    pre = [
-        {"_target_": "LoadImaged", "keys": keys, "image_only": True},
-        {"_target_": "EnsureChannelFirstd", "keys": keys},
-        {"_target_": "Orientationd", "keys": keys, "axcodes": "RAS"},
-        {
-            "_target_": "Spacingd",
-            "keys": keys,
-            "pixdim": "@spacing",
-            "mode": interp if len(keys) > 1 else interp[0],
-            "_disabled_": "$@spacing is None",
-        },
-        {"_target_": "vnas_monai.data.transforms.ClipIntensityd", "keys": "image", "clip": "@intensity_clip"},
-        {"_target_": "NormalizeIntensityd", "keys": "image"},
-    ]
-    if with_pad:
-        pre.append({"_target_": "SpatialPadd", "keys": keys, "spatial_size": "@roi_size"})
-    pre.append({"_target_": "EnsureTyped", "keys": keys})
-    return pre
-
-
-def _common(settings: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "bundle_root": ".",
-        "device": "auto",
-        "run_device": "$vnas_monai.engine.select_device(@device)",
-        "arch_file": "$os.path.join(@bundle_root, 'models', 'arch.json')",
-        "in_channels": settings["in_channels"],
-        "num_classes": settings["num_classes"],
-        "init_filters": settings["init_filters"],
-        "intensity_clip": settings["intensity_clip"],
-        "spacing": settings["spacing"],
-        "network_def": {
-            "_target_": "vnas_monai.networks.VNASNet",
-            "spatial_dims": 3,
-            "in_channels": "@in_channels",
-            "out_channels": "@num_classes",
-            "architecture": "@arch_file",
-            "init_filters": "@init_filters",
-        },
-        "network": "$@network_def.to(@run_device)",
-    }
-
-
-_IMPORTS = ["$import os", "$import torch", "$import monai", "$import vnas_monai", "$import vnas_monai.engine"]
-
-
-def inference_config(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """configs/inference.json: images -> ``<output_dir>/<name>_seg.nii.gz`` (run id ``run``)."""
-    config: dict[str, Any] = {"imports": _IMPORTS + ["$import vnas_monai.bundle.export"]}
-    config["_desc_"] = "V-NAS sliding-window inference; run id 'run'. Set images (file, folder or list) and output_dir."
-    config.update(_common(settings))
-    config.update(
-        {
-            "images": "$os.path.join(@bundle_root, 'sample_data')",
-            "output_dir": "$os.path.join(@bundle_root, 'eval')",
-            "output_postfix": "seg",
-            "roi_size": settings["infer_roi_size"],
-            "sw_batch_size": 1,
-            "overlap": 0.25,
-            "datalist": "$vnas_monai.bundle.export.image_datalist(@images)",
-            "preprocessing": {"_target_": "Compose", "transforms": _preprocessing(["image"], with_pad=False)},
-            "dataset": {"_target_": "Dataset", "data": "@datalist", "transform": "@preprocessing"},
-            "dataloader": {
-                "_target_": "DataLoader",
-                "dataset": "@dataset",
-                "batch_size": 1,
-                "shuffle": False,
-                "num_workers": 0,
-            },
-            "inferer": {
-                "_target_": "SlidingWindowInferer",
-                "roi_size": "@roi_size",
-                "sw_batch_size": "@sw_batch_size",
-                "overlap": "@overlap",
-                "mode": "gaussian",
-            },
-            "postprocessing": {
-                "_target_": "Compose",
-                "transforms": [
-                    {"_target_": "Activationsd", "keys": "pred", "softmax": True},
-                    {
-                        "_target_": "Invertd",
-                        "keys": "pred",
-                        "transform": "@preprocessing",
-                        "orig_keys": "image",
-                        "nearest_interp": False,
-                        "to_tensor": True,
-                    },
-                    {"_target_": "AsDiscreted", "keys": "pred", "argmax": True},
-                    {
-                        "_target_": "SaveImaged",
-                        "keys": "pred",
-                        "output_dir": "@output_dir",
-                        "output_postfix": "@output_postfix",
-                        "output_dtype": "$numpy.uint8",
-                        "resample": False,
-                        "separate_folder": False,
-                        "print_log": False,
-                    },
-                ],
-            },
-            "handlers": [
-                {
-                    "_target_": "CheckpointLoader",
-                    "load_path": "$os.path.join(@bundle_root, 'models', 'model.pt')",
-                    "load_dict": {"model": "@network"},
-                    "map_location": "@run_device",
-                },
-                {"_target_": "StatsHandler", "iteration_log": False},
-            ],
-            "evaluator": {
-                "_target_": "SupervisedEvaluator",
-                "device": "@run_device",
-                "val_data_loader": "@dataloader",
-                "network": "@network",
-                "inferer": "@inferer",
-                "postprocessing": "@postprocessing",
-                "val_handlers": "@handlers",
-                "amp": False,
-            },
-            "initialize": ["$monai.utils.set_determinism(seed=0)"],
-            "run": ["$@evaluator.run()"],
-            "finalize": [],
-        }
-    )
-    config["imports"].append("$import numpy")
-    return config
-
-
-def train_config(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """configs/train.json: supervised (re)training of the exported architecture (run id ``run``)."""
-    config: dict[str, Any] = {"imports": _IMPORTS + ["$import vnas_monai.data"]}
-    config["_desc_"] = (
-        "Supervised training of the exported V-NAS architecture (SGD + poly decay, Dice+CE); run id 'run'. "
-        "Set dataset_dir (MSD or NIH Pancreas-CT layout) or override train#dataset#data / validate#dataset#data."
-    )
-    config.update(_common(settings))
-    config.update(
-        {
-            "dataset_dir": "$os.path.join(@bundle_root, 'data')",
-            "layout": "auto",
-            "val_fraction": 0.2,
-            "seed": 0,
-            "output_dir": "$os.path.join(@bundle_root, 'eval')",
-            "ckpt_dir": "$os.path.join(@bundle_root, 'models')",
-            "max_epochs": 100,
-            "val_interval": 1,
-            "roi_size": settings["roi_size"],
-            "infer_roi_size": settings["infer_roi_size"],
-            "batch_size": settings["batch_size"],
-            "num_samples": settings["num_samples"],
-            "num_workers": 2,
-            "cache_rate": 1.0,
-            "learning_rate": settings["learning_rate"],
-            "amp": "$torch.cuda.is_available()",
-            "splits": "$vnas_monai.data.split_train_val(vnas_monai.data.load_datalist(@dataset_dir, @layout), "
-            "@val_fraction, @seed)",
-            "loss": {"_target_": "DiceCELoss", "to_onehot_y": True, "softmax": True},
-            "optimizer": {
-                "_target_": "torch.optim.SGD",
-                "params": "$@network.parameters()",
-                "lr": "@learning_rate",
-                "momentum": 0.9,
-                "weight_decay": 0.0005,
-            },
-            "lr_scheduler": {
-                "_target_": "vnas_monai.engine.PolyLR",
-                "optimizer": "@optimizer",
-                "total_iters": "$vnas_monai.engine.num_iterations(@train#trainer#max_epochs, @train#dataloader)",
-                "power": 0.9,
-            },
-            "train": {
-                "preprocessing": _preprocessing(["image", "label"], with_pad=True),
-                "augmentation": [
-                    {
-                        "_target_": "RandCropByPosNegLabeld",
-                        "keys": ["image", "label"],
-                        "label_key": "label",
-                        "spatial_size": "@roi_size",
-                        "pos": 1,
-                        "neg": 1,
-                        "num_samples": "@num_samples",
-                    },
-                    {"_target_": "RandFlipd", "keys": ["image", "label"], "prob": 0.5, "spatial_axis": 0},
-                    {"_target_": "RandFlipd", "keys": ["image", "label"], "prob": 0.5, "spatial_axis": 1},
-                ],
-                "transforms": {
-                    "_target_": "Compose",
-                    "transforms": "$@train#preprocessing + @train#augmentation",
-                },
-                "dataset": {
-                    "_target_": "CacheDataset",
-                    "data": "$@splits[0]",
-                    "transform": "@train#transforms",
-                    "cache_rate": "@cache_rate",
-                    "num_workers": "@num_workers",
-                    "progress": False,
-                },
-                "dataloader": {
-                    "_target_": "DataLoader",
-                    "dataset": "@train#dataset",
-                    "batch_size": "@batch_size",
-                    "shuffle": True,
-                    "num_workers": "@num_workers",
-                },
-                "inferer": {"_target_": "SimpleInferer"},
-                "postprocessing": {
-                    "_target_": "Compose",
-                    "transforms": [
-                        {"_target_": "Activationsd", "keys": "pred", "softmax": True},
-                        {
-                            "_target_": "AsDiscreted",
-                            "keys": ["pred", "label"],
-                            "argmax": [True, False],
-                            "to_onehot": "$[@num_classes, @num_classes]",
-                        },
-                    ],
-                },
-                "handlers": [
-                    {
-                        "_target_": "LrScheduleHandler",
-                        "lr_scheduler": "@lr_scheduler",
-                        "epoch_level": False,
-                        "print_lr": False,
-                    },
-                    {
-                        "_target_": "ValidationHandler",
-                        "validator": "@validate#evaluator",
-                        "epoch_level": True,
-                        "interval": "@val_interval",
-                    },
-                    {
-                        "_target_": "StatsHandler",
-                        "tag_name": "train_loss",
-                        "output_transform": "$monai.handlers.from_engine(['loss'], first=True)",
-                    },
-                    {
-                        "_target_": "TensorBoardStatsHandler",
-                        "log_dir": "@output_dir",
-                        "tag_name": "train_loss",
-                        "output_transform": "$monai.handlers.from_engine(['loss'], first=True)",
-                    },
-                ],
-                "trainer": {
-                    "_target_": "SupervisedTrainer",
-                    "device": "@run_device",
-                    "max_epochs": "@max_epochs",
-                    "train_data_loader": "@train#dataloader",
-                    "network": "@network",
-                    "optimizer": "@optimizer",
-                    "loss_function": "@loss",
-                    "inferer": "@train#inferer",
-                    "postprocessing": "@train#postprocessing",
-                    "train_handlers": "@train#handlers",
-                    "amp": "@amp",
-                },
-            },
-            "validate": {
-                "preprocessing": {
-                    "_target_": "Compose",
-                    "transforms": _preprocessing(["image", "label"], with_pad=False),
-                },
-                "dataset": {
-                    "_target_": "CacheDataset",
-                    "data": "$@splits[1]",
-                    "transform": "@validate#preprocessing",
-                    "cache_rate": "@cache_rate",
-                    "num_workers": "@num_workers",
-                    "progress": False,
-                },
-                "dataloader": {
-                    "_target_": "DataLoader",
-                    "dataset": "@validate#dataset",
-                    "batch_size": 1,
-                    "shuffle": False,
-                    "num_workers": "@num_workers",
-                },
-                "inferer": {
-                    "_target_": "SlidingWindowInferer",
-                    "roi_size": "@infer_roi_size",
-                    "sw_batch_size": 1,
-                    "overlap": 0.25,
-                },
-                "postprocessing": "@train#postprocessing",
-                "handlers": [
-                    {"_target_": "StatsHandler", "iteration_log": False},
-                    {
-                        "_target_": "CheckpointSaver",
-                        "save_dir": "@ckpt_dir",
-                        "save_dict": {"model": "@network"},
-                        "save_key_metric": True,
-                        "key_metric_filename": "model.pt",
-                    },
-                ],
-                "key_metric": {
-                    "val_mean_dice": {
-                        "_target_": "MeanDice",
-                        "include_background": False,
-                        "output_transform": "$monai.handlers.from_engine(['pred', 'label'])",
-                    }
-                },
-                "evaluator": {
-                    "_target_": "SupervisedEvaluator",
-                    "device": "@run_device",
-                    "val_data_loader": "@validate#dataloader",
-                    "network": "@network",
-                    "inferer": "@validate#inferer",
-                    "postprocessing": "@validate#postprocessing",
-                    "key_val_metric": "@validate#key_metric",
-                    "val_handlers": "@validate#handlers",
-                    "amp": "@amp",
-                },
-            },
-            "initialize": ["$monai.utils.set_determinism(seed=@seed)"],
-            "run": ["$@train#trainer.run()"],
-            "finalize": [],
-        }
-    )
-    return config
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for name in ("monai", "torch", "numpy", "vnas_monai", "nibabel", "itk", "pytorch-ignite", "fire"):
-        try:
-            out[name] = version(name).split("+")[0]
-        except PackageNotFoundError:
-            continue
-    return out
-
-
-def metadata_config(
-    settings: Mapping[str, Any],
-    source: Mapping[str, Any],
-    labels: Mapping[str, str],
-    arch: Any,
-    version: str,
-    name: Optional[str],
-    modality: str,
-    description: Optional[str],
-    metrics: Optional[Mapping[str, Any]],
-    changelog: Optional[str],
-    task: Optional[str] = None,
-    data_source: Optional[str] = None,
-) -> dict[str, Any]:
-    """configs/metadata.json in the MONAI model-zoo schema."""
-    versions = _versions()
-    enc, dec = arch.to_paper()
-    source_inputs = source.get("network_data_format", {}).get("inputs", {})
-    src_image = next(iter(source_inputs.values()), {}) if source_inputs else {}
-    ct = modality.upper() == "CT"
-    clip = settings["intensity_clip"]
-    roi = list(settings["infer_roi_size"])
-    meta: dict[str, Any] = {
-        "schema": source.get(
-            "schema",
-            "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20240725.json",
-        ),
-        "version": version,
-        "changelog": {version: changelog or f"exported by vnas_monai {versions.get('vnas_monai', '')}".strip()},
-        "monai_version": versions.get("monai", ""),
-        "pytorch_version": versions.get("torch", ""),
-        "numpy_version": versions.get("numpy", ""),
-        "required_packages_version": {
-            k: versions[k] for k in ("vnas_monai", "nibabel", "itk", "pytorch-ignite") if k in versions
-        },
-        "name": name or source.get("name", "V-NAS segmentation"),
-        "task": task or source.get("task", f"{modality} segmentation of {', '.join(list(labels.values())[1:])}"),
-        "description": description
-        or (
-            f"{source.get('description', 'V-NAS (Zhu et al., 3DV 2019) searched 2D/3D/P3D segmentation network.')} "
-            f"Architecture (0=2D, 1=3D, 2=P3D): encoder [{enc}], decoder [{dec}]."
-        ),
-        "authors": source.get("authors", "vnas_monai developers"),
-        "copyright": source.get("copyright", "Copyright (c) vnas_monai developers"),
-        "data_source": data_source or source.get("data_source", "see docs/README.md"),
-        "data_type": source.get("data_type", "nifti"),
-        "image_classes": (
-            f"single channel {modality} intensity"
-            + (f", clipped to [{clip[0]}, {clip[1]}]" if clip else "")
-            + " and z-normalised per case"
-        ),
-        "label_classes": ", ".join(f"{k}: {v}" for k, v in labels.items()),
-        "pred_classes": ", ".join(f"{k}: {v}" for k, v in labels.items()),
-        "intended_use": source.get("intended_use", "Research only"),
-        "references": source.get(
-            "references",
-            ["Zhu, Z., et al.: V-NAS: Neural Architecture Search for Volumetric Medical Image Segmentation. 3DV 2019."],
-        ),
-        "network_data_format": {
-            "inputs": {
-                "image": {
-                    "type": "image",
-                    "format": "hounsfield" if ct else src_image.get("format", "magnitude"),
-                    "modality": modality,
-                    "num_channels": int(settings["in_channels"]),
-                    "spatial_shape": roi,
-                    "dtype": "float32",
-                    "value_range": list(clip) if clip else [],
-                    "is_patch_data": True,
-                    "channel_def": {str(i): "image" for i in range(int(settings["in_channels"]))},
-                }
-            },
-            "outputs": {
-                "pred": {
-                    "type": "image",
-                    "format": "segmentation",
-                    "num_channels": len(labels),
-                    "spatial_shape": roi,
-                    "dtype": "float32",
-                    "value_range": [0, 1],
-                    "is_patch_data": True,
-                    "channel_def": dict(labels),
-                }
-            },
-        },
-    }
-    if metrics:
-        meta["eval_metrics"] = dict(metrics)
-    return meta
-
-
-def _readme(
-    meta: Mapping[str, Any], settings: Mapping[str, Any], arch: Any, data_licence: str, bundle_name: str
-) -> str:
-    enc, dec = arch.to_paper()
-    labels = meta["network_data_format"]["outputs"]["pred"]["channel_def"]
-    metrics = meta.get("eval_metrics")
-    results = (
-        "\n".join(f"- {k}: {v}" for k, v in metrics.items())
-        if metrics
-        else "No evaluation was recorded for these weights at export time (`--metrics` was not given). "
-        "Evaluate them on your own held-out cases before use; the paper reports a mean Dice of 85.15% on NIH "
-        "Pancreas-CT (4-fold CV) for its searched architecture, which is not a measurement of this file."
-    )
-    clip = settings["intensity_clip"]
-    steps = [f"{settings['in_channels']} channel(s) of {meta['network_data_format']['inputs']['image']['modality']}"]
-    steps.append("reoriented to RAS")
-    if settings["spacing"]:
-        steps.append(f"resampled to {settings['spacing']} mm")
-    if clip:
-        steps.append(f"clipped to [{clip[0]}, {clip[1]}]")
-    steps.append("z-normalised per case")
-    input_line = ", ".join(steps)
-    shape = str([1, settings["in_channels"], *settings["infer_roi_size"]])
-    return f"""# {meta['name']}
-
-{meta['description']}
-
-## Model
-
-- Network: `vnas_monai.networks.VNASNet` (V-NAS, Zhu et al., 3DV 2019), architecture in `models/arch.json`
-  (0 = 2D, 1 = 3D, 2 = P3D): encoder [{enc}], decoder [{dec}]; stem width {settings['init_filters']}.
-- Input: {input_line}.
-- Output: {len(labels)} channels, {', '.join(f'{k} = {v}' for k, v in labels.items())}; the saved segmentation holds
-  the argmax label value per voxel, in the input image's grid.
-- Sliding window {settings['infer_roi_size']} (every patch size must be a multiple of 32).
-- `models/model.pt` is a plain state dict (`torch.load(..., weights_only=True)`); the network refuses weights of
-  another architecture with a `ValueError`, even when loaded with `strict=False`.
-
-## Data
-
-{meta['data_source']}
-
-## Training
-
-`configs/train.json` (run id `run`): MONAI `SupervisedTrainer`, Dice + cross-entropy loss, SGD (momentum 0.9,
-weight decay 5e-4) with polynomial learning-rate decay (power 0.9), random {settings['roi_size']} patches
-(positive/negative crops, flips), validation by sliding window; the best validation Dice is saved to
-`models/model.pt`. `dataset_dir` is a dataset in the MSD layout (`dataset.json`, `imagesTr/`, `labelsTr/`) or
-the NIH Pancreas-CT download layout; or override `train#dataset#data` and `validate#dataset#data` with datalists.
-The exported weights come from the vnas_monai pipeline (architecture search, then retraining of the searched
-architecture).
-
-    python -m monai.bundle run --config_file configs/train.json --bundle_root . --dataset_dir /data/my_dataset
-
-## Results
-
-{results}
-
-## Use
-
-Requirements: `pip install vnas_monai` (it brings MONAI {meta['monai_version']} and PyTorch).
-
-    # inference on an image, a folder of images or a list; writes <name>_seg.nii.gz into output_dir
-    python -m monai.bundle run --config_file configs/inference.json --bundle_root . \\
-        --images /data/case.nii.gz --output_dir ./eval
-    # check the network's input/output contract
-    python -m monai.bundle verify_net_in_out network_def --meta_file configs/metadata.json \\
-        --config_file configs/inference.json
-    # TorchScript (traced; scripting is not supported by the network)
-    python -m monai.bundle ckpt_export network_def --filepath models/model.ts --ckpt_file models/model.pt \\
-        --meta_file configs/metadata.json --config_file configs/inference.json --use_trace True \\
-        --input_shape "{shape}"
-    # ONNX (pip install onnx): TorchScript-based exporter, plain NCDHW conv3d (ONNX has no memory-format ops)
-    python -m monai.bundle onnx_export network_def --filepath models/model.onnx --ckpt_file models/model.pt \\
-        --meta_file configs/metadata.json --config_file configs/inference.json --use_trace True \\
-        --input_shape "{shape}" --converter_kwargs "{{'dynamo': False}}" \\
-        --network_def#conv_impl conv3d --network_def#memory_format preserve
-
-MONAI Label (0.8.5, `monaibundle` app): copy this folder to `<app>/model/{bundle_name}/` and start the server with
-`--conf models {bundle_name} --conf zoo_source local --conf sam2 false` (see vnas_monai docs/monailabel.md).
-
-## Licence
-
-The code and this bundle are released under the Apache License 2.0 (`LICENSE`). The weights were trained on
-data with its own terms: {data_licence}
-
-## Reference
-
-{chr(10).join('- ' + r for r in meta['references'])}
-"""
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -731,7 +218,7 @@ def _write_bundle(
         "see the data source's terms of use (e.g. TCIA data usage policy for NIH Pancreas-CT, CC BY-SA 4.0 for the "
         "Medical Segmentation Decathlon)"
     )
-    readme = _readme(meta, settings, architecture, terms, name)
+    readme = bundle_readme(meta, settings, architecture, terms, name)
     (root / "docs" / "README.md").write_text(readme + f"\nExported on {datetime.date.today().isoformat()}.\n")
 
 
@@ -748,6 +235,7 @@ def export_bundle(
     spacing: Any = None,
     roi_size: Any = None,
     infer_roi_size: Any = None,
+    flip_axes: Any = None,
     modality: Optional[str] = None,
     name: Optional[str] = None,
     task: Optional[str] = None,
@@ -779,6 +267,8 @@ def export_bundle(
         spacing: target voxel size in mm, or ``False``/``"none"`` to keep the image's; default: the source's.
         roi_size: training patch (multiples of 32); default: the source's.
         infer_roi_size: sliding-window patch (multiples of 32); default: ``roi_size``.
+        flip_axes: spatial axes (0, 1, 2) of train.json's random flips; default: the source's. Leave out an axis
+            whose flip swaps two labels (on the MSD hippocampus a flip along y swaps anterior and posterior).
         modality: ``CT`` (default when a HU window is set) or ``MR`` etc.
         name, task, description, data_source, version, changelog: metadata fields (default: the source's).
         metrics: evaluation results of these weights, e.g. ``'{"mean_dice": 0.84}'`` (written to eval_metrics).
@@ -807,6 +297,9 @@ def export_bundle(
             settings[key] = None
         elif value is not None:
             settings[key] = [float(v) for v in (value if isinstance(value, (list, tuple)) else [value] * 3)]
+    if flip_axes is not None:
+        settings["flip_axes"] = flip_axes
+    settings["flip_axes"] = _axes(settings["flip_axes"])
     if isinstance(settings["intensity_clip"], (list, tuple)) and len(settings["intensity_clip"]) != 2:
         raise ValueError(f"intensity_clip must be [min, max], got {settings['intensity_clip']}.")
     if isinstance(metrics, str):

@@ -26,6 +26,8 @@ from vnas_monai.arch import NUM_ENCODER_CELLS, Architecture, atomic_write_text
 
 __all__ = [
     "AUTO",
+    "LOSSES",
+    "dice_weight",
     "case_name",
     "case_name_formatter",
     "checkpoint_architecture",
@@ -37,6 +39,7 @@ __all__ = [
     "resolve_architecture",
     "resolve_class_names",
     "save_architecture",
+    "scan_image_dir",
     "validate_at_end",
 ]
 
@@ -47,6 +50,22 @@ AUTO = "auto"
 _NIFTI_RE = re.compile(r"\.nii(\.gz)?$", re.IGNORECASE)
 _IMAGE_EXT_RE = re.compile(r"\.(nii\.gz|nii|nrrd|mha|mhd|dcm)$", re.IGNORECASE)
 _PATIENT_RE = re.compile(r"^pancreas_\d+$", re.IGNORECASE)
+
+
+#: The bundles' ``loss`` key -> weight of the Dice term of MONAI's ``DiceCELoss`` (cross-entropy always weighs 1):
+#: ``"ce"`` is the paper's loss, ``"dice_ce"`` nnU-Net's.
+LOSSES = {"ce": 0.0, "dice_ce": 1.0}
+
+
+def dice_weight(loss: str) -> float:
+    """``lambda_dice`` of the bundles' ``DiceCELoss`` for their ``loss`` key.
+
+    Raises:
+        ValueError: ``loss`` is not a key of :data:`LOSSES` (a misspelt value must not silently pick a loss).
+    """
+    if not isinstance(loss, str) or loss.lower() not in LOSSES:
+        raise ValueError(f"loss: unknown value {loss!r}; choose one of {sorted(LOSSES)}.")
+    return LOSSES[loss.lower()]
 
 
 def load_state_dict(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
@@ -218,11 +237,14 @@ def _is_dicom_dir(path: Path) -> bool:
     return path.is_dir() and any(f.is_file() and not f.name.startswith(".") for f in path.iterdir())
 
 
-def _scan_input_dir(input_dir: str | os.PathLike) -> list[str]:
-    """Images in a folder: NIfTI (and other ITK) files, and DICOM series folders (folders holding files)."""
+def scan_image_dir(input_dir: str | os.PathLike, field: str = "input_dir") -> list[str]:
+    """Images in a folder: NIfTI (and other ITK) files, and DICOM series folders (folders holding files).
+
+    ``field`` names the config key in errors.
+    """
     root = Path(input_dir).expanduser()
     if not root.is_dir():
-        raise FileNotFoundError(f"input_dir {root} {'is not a folder' if root.exists() else 'does not exist'}.")
+        raise FileNotFoundError(f"{field} {root} {'is not a folder' if root.exists() else 'does not exist'}.")
     found: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -234,7 +256,7 @@ def _scan_input_dir(input_dir: str | os.PathLike) -> list[str]:
             found.append(dirpath)  # a folder of other files (DICOM slices, any name) is a series
             dirnames[:] = []
     if not found:
-        raise ValueError(f"input_dir {root} holds no NIfTI image and no DICOM series folder.")
+        raise ValueError(f"{field} {root} holds no image (NIfTI/ITK file) and no DICOM series folder.")
     return sorted(found)
 
 
@@ -259,7 +281,7 @@ def inference_datalist(
         paths = [str(i["image"]) if isinstance(i, Mapping) else str(i) for i in items]
         source = "images"
     elif input_dir not in (None, ""):
-        paths, source = _scan_input_dir(input_dir), f"input_dir {input_dir}"
+        paths, source = scan_image_dir(input_dir), f"input_dir {input_dir}"
     else:
         if splits is None:
             raise ValueError("no images to segment: pass images=..., input_dir=... or a dataset_dir with folds.")
