@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vnas_monai.bundle.utils import LOSSES
+
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundles" / "vnas_nih"
 #: MONAI's UNet of the 3D U-Net row (4.8 M parameters; V-NAS at init_filters 16 has 2.5 M).
@@ -67,9 +69,7 @@ def main() -> None:
     ap.add_argument("--budget_min", type=float, default=30.0, help="CPU minutes for each method")
     ap.add_argument("--search_fraction", type=float, default=0.3, help="share of V-NAS's budget spent searching")
     ap.add_argument("--init_filters", type=int, default=16, help="V-NAS width (at 8 its decoder is 2 channels wide)")
-    ap.add_argument(
-        "--loss", default="dice_ce", choices=("ce", "dice_ce"), help="retraining loss of both methods (search: ce)"
-    )
+    ap.add_argument("--loss", default="dice_ce", choices=sorted(LOSSES), help="retraining loss of both (search: ce)")
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     if not Path(args.dataset_dir, "dataset.json").is_file():
@@ -99,6 +99,7 @@ def main() -> None:
     evaluate["class_names"] = "auto"  # Anterior, Posterior from dataset.json
     timings = {}
 
+    retrain = dict(val_interval=10_000, loss=args.loss)  # both retrainings: no validation, the same loss
     search_s = budget * args.search_fraction
     timings["vnas_search_s"] = run_with_time_limit(
         BUNDLE / "search.json", "search", search_s, **common, arch_warmup_epochs=2, epoch_length=20
@@ -109,9 +110,8 @@ def main() -> None:
         "run",
         budget - timings["vnas_search_s"],
         **common,
+        **retrain,
         arch=str(arch),
-        val_interval=10_000,
-        loss=args.loss,
     )
     timings["unet_train_s"] = run_with_time_limit(
         BUNDLE / "train.json",
@@ -119,9 +119,8 @@ def main() -> None:
         budget,
         **{**common, "work_dir": str(work / "unet")},
         datalist_file=str(work / "folds.json"),
-        val_interval=10_000,
+        **retrain,
         network_def=UNET,
-        loss=args.loss,
     )
     from vnas_monai.workflows.crossval import run_bundle
 

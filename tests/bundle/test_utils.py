@@ -148,3 +148,13 @@ def test_dice_weight():
     for bad in ("dice", "", None, 1):
         with pytest.raises(ValueError, match="loss: unknown value"):
             dice_weight(bad)
+
+
+def test_parse_flip_axes():
+    from vnas_monai.bundle import parse_flip_axes
+
+    assert parse_flip_axes([1, 0, 1]) == [0, 1] and parse_flip_axes(2) == [2]
+    assert parse_flip_axes([]) == parse_flip_axes(None) == parse_flip_axes("none") == parse_flip_axes(False) == []
+    for bad in ([3], [-1], ["0"], [True], 0.5):
+        with pytest.raises(ValueError, match="flip_axes must be spatial axes"):
+            parse_flip_axes(bad)

@@ -118,3 +118,15 @@ def test_flip_axes_choose_the_random_flips(stage, flip_axes):
     parser["flip_axes"] = flip_axes
     flips = [t for t in parser.get_parsed_content("augmentation") if type(t).__name__ == "RandFlipd"]
     assert [t.flipper.spatial_axis for t in flips] == flip_axes
+
+
+@pytest.mark.parametrize("bad", [[3], 1.0, ["y"]])
+def test_flip_axes_out_of_range_are_refused(bad):
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLES / "vnas_nih" / "search.json"))
+    parser["flip_axes"] = bad
+    with pytest.raises(Exception) as info:
+        parser.get_parsed_content("augmentation")
+    assert "flip_axes must be spatial axes among 0, 1, 2" in error_chain(info.value)

@@ -39,6 +39,7 @@ from typing import Any, Optional, Union
 
 from .export_configs import inference_config, train_config
 from .export_docs import bundle_readme, metadata_config
+from .utils import parse_flip_axes
 
 __all__ = [
     "export_bundle",
@@ -160,20 +161,6 @@ def _labels(labels: Any, metadata: Mapping[str, Any], num_classes: Optional[int]
     if sorted(int(k) for k in labels) != list(range(len(labels))):
         raise ValueError(f"labels must name channels 0..N-1, got {labels}.")
     return labels
-
-
-def _axes(value: Any) -> list[int]:
-    """``flip_axes`` as a sorted list of distinct spatial axes; ``[]``, ``"none"`` or ``False`` for no flips."""
-    if value is False or value is None or (isinstance(value, str) and value.lower() in ("none", "off", "false", "")):
-        return []
-    items = value if isinstance(value, (list, tuple)) else [value]
-    try:
-        axes = sorted({int(v) for v in items})
-    except (TypeError, ValueError):
-        axes = [-1]
-    if any(a not in (0, 1, 2) for a in axes) or any(isinstance(v, bool) for v in items):
-        raise ValueError(f"flip_axes must be spatial axes among 0, 1, 2 (e.g. [0] or [0, 1]), got {value!r}.")
-    return axes
 
 
 def _roi(value: Any, name: str) -> list[int]:
@@ -299,7 +286,7 @@ def export_bundle(
             settings[key] = [float(v) for v in (value if isinstance(value, (list, tuple)) else [value] * 3)]
     if flip_axes is not None:
         settings["flip_axes"] = flip_axes
-    settings["flip_axes"] = _axes(settings["flip_axes"])
+    settings["flip_axes"] = parse_flip_axes(settings["flip_axes"])
     if isinstance(settings["intensity_clip"], (list, tuple)) and len(settings["intensity_clip"]) != 2:
         raise ValueError(f"intensity_clip must be [min, max], got {settings['intensity_clip']}.")
     if isinstance(metrics, str):

@@ -148,7 +148,7 @@ def inference_config(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 def train_config(settings: Mapping[str, Any]) -> dict[str, Any]:
     """configs/train.json: supervised (re)training of the exported architecture (run id ``run``)."""
-    config: dict[str, Any] = {"imports": _IMPORTS + ["$import vnas_monai.data"]}
+    config: dict[str, Any] = {"imports": _IMPORTS + ["$import vnas_monai.data", "$import vnas_monai.bundle"]}
     config["_desc_"] = (
         "Supervised training of the exported V-NAS architecture (SGD + poly decay, Dice+CE); run id 'run'. "
         "Set dataset_dir (MSD or NIH Pancreas-CT layout) or override train#dataset#data / validate#dataset#data."
@@ -208,7 +208,7 @@ def train_config(settings: Mapping[str, Any]) -> dict[str, Any]:
                         "keys": ["image", "label"],
                         "prob": 0.5,
                         "spatial_axis": axis,
-                        "_disabled_": f"${axis} not in @flip_axes",
+                        "_disabled_": f"${axis} not in vnas_monai.bundle.parse_flip_axes(@flip_axes)",
                     }
                     for axis in range(3)
                 ],

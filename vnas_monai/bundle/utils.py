@@ -38,6 +38,7 @@ __all__ = [
     "load_weights",
     "resolve_architecture",
     "resolve_class_names",
+    "parse_flip_axes",
     "save_architecture",
     "scan_image_dir",
     "validate_at_end",
@@ -66,6 +67,22 @@ def dice_weight(loss: str) -> float:
     if not isinstance(loss, str) or loss.lower() not in LOSSES:
         raise ValueError(f"loss: unknown value {loss!r}; choose one of {sorted(LOSSES)}.")
     return LOSSES[loss.lower()]
+
+
+def parse_flip_axes(value: Any) -> list[int]:
+    """The ``flip_axes`` key (random flips of the training stages and of exported bundles) as sorted distinct axes.
+
+    ``[]``, ``None``, ``False`` or ``"none"`` mean no flips; a single axis may be given as an int.
+
+    Raises:
+        ValueError: an entry that is not a spatial axis 0, 1 or 2.
+    """
+    if value is None or value is False or (isinstance(value, str) and value.lower() in ("none", "off", "false", "")):
+        return []
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not all(type(v) is int and v in (0, 1, 2) for v in items):  # type(): True is an int but not an axis
+        raise ValueError(f"flip_axes must be spatial axes among 0, 1, 2 (e.g. [0] or [0, 1]), got {value!r}.")
+    return sorted(set(items))
 
 
 def load_state_dict(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:

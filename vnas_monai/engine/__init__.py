@@ -11,6 +11,7 @@ from .handlers import (
     latest_checkpoint,
     search_losses,
 )
+from .losses import DiceCELoss
 from .plots import plot_probability_history
 from .schedules import PolyLR, TimeBudget, epoch_length_of, epochs_for_iterations, num_iterations
 from .search import (
@@ -28,6 +29,7 @@ __all__ = [
     "ArchitectureLogger",
     "AtomicCheckpointSaver",
     "CyclicLoader",
+    "DiceCELoss",
     "PolyLR",
     "ResumeCheckpointLoader",
     "SearchEvents",
