@@ -13,7 +13,6 @@ import re
 import subprocess
 import sys
 from importlib import metadata
-from pathlib import Path
 
 from tests.conftest import REPO
 

@@ -89,22 +89,65 @@ _LAZY = {
 }
 
 
+def _summary(target: str) -> str:
+    """First paragraph of a lazy command's docstring, read from its source file without importing the module."""
+    import ast
+    import importlib.util
+
+    module, name = target.split(":")
+    try:
+        tree = ast.parse(Path(importlib.util.find_spec(module).origin).read_text(encoding="utf-8"))
+    except (AttributeError, ImportError, OSError, SyntaxError, TypeError, ValueError):
+        return ""
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            return (ast.get_docstring(node) or "").split("\n\n")[0]
+    return ""
+
+
 def _lazy(target: str):
+    """A stand-in for the listing of all commands: it imports the real command only when called."""
     module, name = target.split(":")
 
     def command(*args, **kwargs):
-        import importlib
-
-        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+        return _resolve(target)(*args, **kwargs)
 
     command.__name__ = name
-    command.__doc__ = f"See {module}.{name} (python -m vnas_monai {name} -- --help)."
+    command.__doc__ = (_summary(target) + "\n\n" if _summary(target) else "") + f"python -m vnas_monai {name} --help"
     return command
 
 
-def main() -> None:
+def _resolve(target: str):
+    import importlib
+
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+#: Flags asking for a command's help. ``fire`` hands them to a command that takes ``**kwargs`` (crossval's bundle
+#: keys) as a keyword, so they are moved behind ``--``, where ``fire`` reads its own flags.
+_HELP_FLAGS = ("--help", "-h")
+
+
+def _help_behind_separator(argv: list[str]) -> list[str]:
+    head, sep, tail = (argv, [], []) if "--" not in argv else (
+        argv[: argv.index("--")], ["--"], argv[argv.index("--") + 1:]
+    )
+    if not any(a in _HELP_FLAGS for a in head):
+        return argv
+    tail = [a for a in tail if a not in _HELP_FLAGS]
+    return [a for a in head if a not in _HELP_FLAGS] + ["--"] + tail + ["--help"]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run a command of ``python -m vnas_monai`` (``argv`` defaults to ``sys.argv[1:]``)."""
+    import sys
+
     import fire
 
+    argv = list(sys.argv[1:] if argv is None else argv)
     commands = {"datalist": datalist, "aggregate": aggregate, "show": show, "cost": cost, "phantoms": phantoms}
     commands.update({name: _lazy(target) for name, target in _LAZY.items()})
-    fire.Fire(commands)
+    if argv and argv[0] in _LAZY:  # the command asked for: the real function, for its signature and docstring
+        commands[argv[0]] = _resolve(_LAZY[argv[0]])
+    fire.Fire(commands, command=_help_behind_separator(argv), name="vnas_monai")
