@@ -20,7 +20,7 @@ IMPORTS = list(search["imports"]) + ["$import vnas_monai.bundle"]
 COMMON = ["bundle_root", "dataset_dir", "layout", "work_dir", "output_dir", "datalist_file", "fold", "num_folds",
           "max_cases", "seed", "device", "amp", "max_epochs", "epoch_length", "roi_size", "num_samples", "batch_size",
           "num_workers", "cache_rate", "in_channels", "num_classes", "init_filters", "intensity_clip", "spacing",
-          "flip_axes", "loss", "learning_rate", "resume", "check_keys", "extra_keys", "phantom_cases"]
+          "flip_axes", "loss", "learning_rate", "resume", "check_keys", "debug", "extra_keys", "phantom_cases"]
 
 
 def top(stage, desc, extra):
