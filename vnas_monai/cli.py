@@ -86,6 +86,8 @@ _LAZY = {
     "crossval": "vnas_monai.workflows.crossval:crossval",
     "ablation": "vnas_monai.workflows.ablation:ablation",
     "export_bundle": "vnas_monai.bundle.export:export_bundle",
+    "plan": "vnas_monai.plan.command:plan",
+    "benchmark": "vnas_monai.benchmark.command:benchmark",
 }
 
 

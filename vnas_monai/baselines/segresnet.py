@@ -1,0 +1,59 @@
+"""MONAI ``SegResNet`` with its MONAI recipe.
+
+Network: Myronenko, "3D MRI brain tumor segmentation using autoencoder regularization" (BrainLes 2018), as MONAI's
+BraTS tutorial (``3d_segmentation/brats_segmentation_3d.ipynb``) builds it: ``SegResNet(blocks_down=(1, 2, 2, 4),
+blocks_up=(1, 1, 1), init_filters=16, dropout_prob=0.2)`` (3 down-samplings: the patch is a multiple of 8).
+Recipe: Auto3DSeg's ``segresnet`` algorithm: ``AdamW`` lr 2e-4, weight decay 1e-5, cosine decay (stretched over the
+budget), ``DiceCELoss`` with softmax; crops and flips from the plan, plus the tutorial's intensity scaling and
+shifting (here ``RandScaleIntensityd`` and noise / contrast).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from vnas_monai.plan.rules import fit_patch_size
+
+from .common import fit
+from .training import TrainedModel
+
+__all__ = ["SEGRESNET_RECIPE", "build_segresnet", "train_segresnet"]
+
+SEGRESNET_RECIPE: dict[str, Any] = {"optimizer": "AdamW", "lr": 2e-4, "weight_decay": 1e-5, "schedule": "cosine",
+                                    "loss": "DiceCE", "init_filters": 16, "blocks_down": (1, 2, 2, 4),
+                                    "blocks_up": (1, 1, 1), "dropout_prob": 0.2}
+DIVISIBLE_BY = 8
+
+
+def build_segresnet(in_channels: int, num_classes: int) -> torch.nn.Module:
+    """(B, in_channels, *roi) -> (B, num_classes, *roi), roi a multiple of 8."""
+    from monai.networks.nets import SegResNet
+
+    r = SEGRESNET_RECIPE
+    return SegResNet(3, init_filters=r["init_filters"], in_channels=in_channels, out_channels=num_classes,
+                     dropout_prob=r["dropout_prob"], blocks_down=r["blocks_down"], blocks_up=r["blocks_up"])
+
+
+def train_segresnet(
+    plan: Mapping[str, Any],
+    splits: Mapping[str, Sequence[Mapping[str, Any]]],
+    budget_s: float,
+    work_dir: str | os.PathLike,
+    seed: int = 0,
+    max_steps: int | None = None,
+) -> TrainedModel:
+    """Train SegResNet with its MONAI recipe within ``budget_s`` seconds (benchmark method ``segresnet``)."""
+    from monai.losses import DiceCELoss
+
+    torch.manual_seed(seed)
+    model = build_segresnet(1, len(plan["class_names"]))
+    roi = fit_patch_size(plan["median_shape"], DIVISIBLE_BY)
+    r = SEGRESNET_RECIPE
+    optimizer = torch.optim.AdamW(model.parameters(), lr=r["lr"], weight_decay=r["weight_decay"])
+    loss = DiceCELoss(to_onehot_y=True, softmax=True)
+    return fit("segresnet", model, loss, optimizer, plan, splits, budget_s, work_dir, r, roi, seed, max_steps,
+               intensity=True)

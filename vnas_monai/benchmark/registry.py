@@ -1,0 +1,67 @@
+"""The benchmark's method registry: name -> training callable.
+
+A method is any callable ``method(plan, splits, budget_s, work_dir) -> TrainedModel``:
+
+* ``plan``: the fold's plan (:mod:`vnas_monai.plan`), the same for every method;
+* ``splits``: :func:`vnas_monai.data.fold_datalists` output (``train``, ``val``, ``trainval``, ``test``); a method
+  may train on anything but ``test``;
+* ``budget_s``: wall-clock seconds for everything the method does before inference (V-NAS: search *and*
+  retraining);
+* ``work_dir``: the method's own folder (created; its ``result.json`` is written by the benchmark);
+* returns a :class:`vnas_monai.baselines.TrainedModel` (model, sliding-window ``roi_size``, checkpoint, ``meta``),
+  which the benchmark evaluates on ``splits["test"]``.
+
+Register with :func:`register_method` (a callable, or a lazy ``"module:function"`` string), e.g.
+``register_method("vnas", "vnas_monai.workflows.vnas_benchmark:train_vnas")``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["METHODS", "register_method", "get_method", "method_names"]
+
+#: Registered methods: name -> callable or ``"module:function"``.
+METHODS: dict[str, Callable[..., Any] | str] = {
+    "unet": "vnas_monai.baselines.unet:train_unet",
+    "dynunet": "vnas_monai.baselines.dynunet:train_dynunet",
+    "segresnet": "vnas_monai.baselines.segresnet:train_segresnet",
+}
+
+
+def register_method(name: str, method: Callable[..., Any] | str, overwrite: bool = False) -> None:
+    """Register ``method`` under ``name`` (``[a-z0-9_]+``).
+
+    Raises:
+        ValueError: a bad name, a string that is not ``"module:function"``, or a taken name without ``overwrite``.
+    """
+    if not isinstance(name, str) or not name or not all(c.islower() or c.isdigit() or c == "_" for c in name):
+        raise ValueError(f"method name must be lower-case letters, digits and '_', got {name!r}.")
+    if isinstance(method, str) and method.count(":") != 1:
+        raise ValueError(f"method {name!r}: a lazy method must be 'module:function', got {method!r}.")
+    if not isinstance(method, str) and not callable(method):
+        raise ValueError(f"method {name!r} must be callable or 'module:function', got {type(method).__name__}.")
+    if name in METHODS and not overwrite:
+        raise ValueError(f"method {name!r} is already registered ({METHODS[name]!r}); pass overwrite=True.")
+    METHODS[name] = method
+
+
+def method_names() -> list[str]:
+    return sorted(METHODS)
+
+
+def get_method(name: str) -> Callable[..., Any]:
+    """The callable registered as ``name`` (a lazy one is imported now).
+
+    Raises:
+        KeyError: unknown name (the message lists the registered ones).
+    """
+    if name not in METHODS:
+        raise KeyError(f"unknown benchmark method {name!r}; registered: {', '.join(method_names())}.")
+    method = METHODS[name]
+    if isinstance(method, str):
+        module, attr = method.split(":")
+        method = getattr(importlib.import_module(module), attr)
+    return method
