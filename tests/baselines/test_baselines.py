@@ -100,3 +100,22 @@ def test_empty_trainval_is_refused(setup, tmp_path):
     plan, splits = setup
     with pytest.raises(ValueError, match=r"splits\['trainval'\] is empty"):
         train_unet(plan, {**splits, "trainval": []}, 1.0, tmp_path)
+
+
+def test_bf16_autocast_keeps_fp32_weights_and_learns():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv3d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv3d(8, 2, 1))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    y = (torch.rand(2, 1, 8, 12, 6) > 0.5).long()
+    batch = {"image": y.float() * 2 - 1, "label": y}
+
+    def ce(out, lab):
+        assert out.dtype == torch.float32
+        return torch.nn.functional.cross_entropy(out, lab[:, 0])
+
+    first = float(ce(model(batch["image"]), y).detach())
+    stats = train_budgeted(model, ce, opt, [batch], budget_s=60.0, max_steps=30, precision="bf16")
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert stats["final_loss"] < 0.5 * first
+    with pytest.raises(ValueError, match="precision must be"):
+        train_budgeted(model, ce, opt, [batch], 1.0, precision="fp16")

@@ -11,7 +11,8 @@ Recipe (nnU-Net): SGD with Nesterov momentum 0.99, lr 1e-2, weight decay 3e-5, p
 over the budget, gradient-norm clip 12, DiceCE, deep supervision (heads weighted 1, 1/2, 1/4, normalised), random
 rotation / scaling, gaussian noise, intensity scaling, contrast (gamma) and flips on the plan's safe axes. Batch: 2
 patches from 2 cases, nnU-Net's default 3D batch size (its 32-filter full-resolution levels make a step about 5x a
-UNet step on CPU; a time budget favours more steps over the plan's larger batch).
+UNet step on CPU; a time budget favours more steps over the plan's larger batch). Mixed precision as nnU-Net
+trains (AMP): bfloat16 autocast on CPU, 4.2x faster here (9.0 -> 2.1 s per step at 2 x 40x56x40, 1 thread).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ __all__ = ["DYNUNET_RECIPE", "nnunet_topology", "build_dynunet", "train_dynunet"
 DYNUNET_RECIPE: dict[str, Any] = {"optimizer": "SGD nesterov", "lr": 1e-2, "momentum": 0.99, "weight_decay": 3e-5,
                                   "schedule": "poly", "loss": "DiceCE", "deep_supervision": True,
                                   "clip_grad_norm": 12.0, "augmentation": "affine + intensity + flips",
-                                  "batch_size": 2, "num_samples": 1}
+                                  "batch_size": 2, "num_samples": 1, "precision": "bf16"}
 MIN_FEATURE_MAP = 4
 MAX_POOLS = 5
 MAX_FILTERS = 320
