@@ -126,3 +126,21 @@ def test_plan_of_real_ct(kidneys_ct, totalseg_dir):
     assert plan["median_shape"] == [122, 101, 30] and plan["patch_size"] == [128, 96, 32]
     assert 0 not in plan["flip_axes"]  # left and right kidneys
     assert plan_overrides(plan)["intensity_clip"] == [lo, hi]
+
+
+def test_resolve_plan_for_bundles(mri_dir, tmp_path):
+    from vnas_monai.data import load_datalist
+    from vnas_monai.plan import plan_value, resolve_plan
+
+    cases = load_datalist(mri_dir)
+    assert resolve_plan(None, tmp_path, mri_dir, cases) is None
+    assert plan_value(None, "roi_size", [96, 96, 64]) == [96, 96, 64]
+    auto = resolve_plan("auto", tmp_path, mri_dir, cases, divisible_by=4)
+    assert (tmp_path / "plan.json").is_file() and auto["divisible_by"] == 4
+    assert resolve_plan(str(tmp_path / "plan.json"), tmp_path, mri_dir, cases) == auto
+    assert plan_value(auto, "roi_size", None) == auto["patch_size"]
+    assert plan_value(auto, "flip_axes", None) == [0, 2]
+    with pytest.raises(KeyError, match="gives no override 'lr'"):
+        plan_value(auto, "lr", 0.1)
+    with pytest.raises(ValueError, match="plan must be null, 'auto'"):
+        resolve_plan(3, tmp_path, mri_dir, cases)

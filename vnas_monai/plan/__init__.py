@@ -6,7 +6,7 @@ turn it into spacing, patch size, normalisation, flips, batch size and foregroun
 
 from __future__ import annotations
 
-from .command import compute_plan, plan, plan_for_work_dir
+from .command import compute_plan, plan, plan_for_work_dir, plan_value, resolve_plan
 from .fingerprint import dataset_meta, fingerprint
 from .planner import PLAN_VERSION, check_plan, describe, load_plan, make_plan, plan_overrides, write_plan
 from .rules import fit_patch_size
@@ -24,5 +24,7 @@ __all__ = [
     "plan",
     "plan_for_work_dir",
     "plan_overrides",
+    "plan_value",
+    "resolve_plan",
     "write_plan",
 ]

@@ -12,7 +12,7 @@ from typing import Any
 from .fingerprint import MAX_CASES, fingerprint
 from .planner import describe, load_plan, make_plan, write_plan
 
-__all__ = ["compute_plan", "plan", "plan_for_work_dir"]
+__all__ = ["compute_plan", "plan", "plan_for_work_dir", "resolve_plan", "plan_value"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,54 @@ def plan_for_work_dir(
     result = compute_plan(dataset_dir, cases, **kwargs)
     write_plan(result, path)
     return result
+
+
+def resolve_plan(
+    spec: Any,
+    work_dir: str | os.PathLike,
+    dataset_dir: str | os.PathLike,
+    cases: Sequence[Mapping[str, Any]],
+    divisible_by: int | Sequence[int] = 32,
+) -> dict[str, Any] | None:
+    """A bundle's ``plan`` key: ``None`` (no plan: the bundle's own defaults), ``"auto"`` (``<work_dir>/plan.json``,
+    computed once from ``cases``), a plan file path, or a plan dict.
+
+    Example bundle keys (the V-NAS bundles; V-NAS needs patches divisible by 32)::
+
+        "plan": null,
+        "plan_dict": "$vnas_monai.plan.resolve_plan(@plan, @work_dir, @dataset_dir, @splits['trainval'], 32)",
+        "roi_size": "$vnas_monai.plan.plan_value(@plan_dict, 'roi_size', [96, 96, 64])",
+
+    Raises:
+        ValueError: a malformed plan (names the file and key) or an unknown ``spec``.
+    """
+    from .planner import check_plan
+
+    if spec is None or spec is False or spec == "none":
+        return None
+    if isinstance(spec, Mapping):
+        return dict(check_plan(spec, "plan"))
+    if spec == "auto":
+        return plan_for_work_dir(work_dir, dataset_dir, cases, divisible_by=divisible_by)
+    if isinstance(spec, (str, os.PathLike)):
+        return load_plan(spec)
+    raise ValueError(f"plan must be null, 'auto', a plan file or a plan object, got {spec!r}.")
+
+
+def plan_value(plan_dict: Mapping[str, Any] | None, key: str, default: Any) -> Any:
+    """``plan_overrides(plan_dict)[key]``, or ``default`` when there is no plan.
+
+    Raises:
+        KeyError: ``key`` is not an override a plan gives (the message lists them).
+    """
+    from .planner import plan_overrides
+
+    if plan_dict is None:
+        return default
+    overrides = plan_overrides(plan_dict)
+    if key not in overrides:
+        raise KeyError(f"plan gives no override {key!r}; it gives {sorted(overrides)}.")
+    return overrides[key]
 
 
 def plan(
