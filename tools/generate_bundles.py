@@ -51,6 +51,31 @@ INFER_KEYS = OrderedDict([("infer_roi_size", [64, 64, 64]), ("overlap", 0.5), ("
 LOAD_NETWORK = "$vnas_monai.bundle.load_weights(@network_def, @checkpoint, map_location=@run_device).to(@run_device)"
 
 
+#: the training run's settings, written beside model.pt; inference, evaluation and export read them back
+SAVE_SETTINGS = ("$vnas_monai.bundle.save_run_settings(@output_dir, architecture=@architecture, "
+                 "in_channels=@in_channels, num_classes=@num_classes, init_filters=@init_filters, "
+                 "class_names=vnas_monai.bundle.resolve_class_names(@class_names, @num_classes, @dataset_dir), "
+                 "intensity_clip=@intensity_clip, spacing=@spacing, roi_size=@roi_size, "
+                 "infer_roi_size=@infer_roi_size, flip_axes=vnas_monai.bundle.parse_flip_axes(@flip_axes))")
+#: keys that inference and evaluation take from the checkpoint's settings.json (their value here is the default when
+#: there is none); an explicit value of a checked key that contradicts the stored one is refused
+READ_BACK = ("in_channels", "num_classes", "init_filters", "intensity_clip", "spacing", "class_names",
+             "infer_roi_size")
+CHECKED = ("in_channels", "num_classes", "init_filters", "intensity_clip", "spacing", "class_names")
+
+
+def read_back(c):
+    """Make an inference/evaluation config take the training run's settings (after the dataset defaults)."""
+    for k in READ_BACK:
+        if k in c:
+            c[k] = f"$vnas_monai.bundle.stored_setting(@checkpoint, '{k}', {c[k]!r})"
+    stage = c["output_dir"].split("'")[-2]  # infer / eval, beside the training run of the checkpoint
+    c["output_dir"] = f"$vnas_monai.bundle.stage_dir(@checkpoint, '{stage}')"
+    checked = ", ".join(f"{k}=@{k}" for k in CHECKED if k in c)
+    c["initialize"] = list(c["initialize"]) + [f"$vnas_monai.bundle.check_run_settings(@checkpoint, {checked})"]
+    return c
+
+
 def train_config():
     c = top("train", "Retraining of a V-NAS architecture from scratch on S_train + S_val of a fold (Zhu et al., "
             "3DV 2019, §3.3), validated by sliding-window Dice on S_val; run id 'run'.",
@@ -131,12 +156,14 @@ def train_config():
     c["initialize"] = list(search["initialize"])
     c["run"] = [
         "$vnas_monai.bundle.save_architecture(@architecture, @output_dir)",
+        SAVE_SETTINGS,
         "$@checkpoint_loader.attach(@train#trainer)",
         "$@checkpoint_saver.attach(@train#trainer)",
         "$@final_saver.attach(@train#trainer)",
         "$vnas_monai.engine.restart_data_each_epoch(@train#trainer)",
         "$@train#trainer.run()",
         "$vnas_monai.bundle.validate_at_end(@train#trainer, @validate#evaluator, @val_interval)",
+        "$vnas_monai.bundle.prune_checkpoints(@output_dir)",
         "$print('retrained', @architecture, '->', os.path.join(@output_dir, 'model.pt'))",
     ]
     c["finalize"] = []
@@ -282,6 +309,8 @@ for name in DATASETS:
         if name == "vnas_nih" and stage != "search":
             c["_desc_"] = c["_desc_"].rstrip() + " Defaults for NIH Pancreas-CT."
         apply(c, name, stage)
+        if stage in ("inference", "evaluate"):
+            read_back(c)
         with open(f"{ROOT}/{name}/{stage}.json", "w") as f:
             f.write(json.dumps(c, indent=4) + "\n")
 print("ok")

@@ -152,4 +152,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     commands.update({name: _lazy(target) for name, target in _LAZY.items()})
     if argv and argv[0] in _LAZY:  # the command asked for: the real function, for its signature and docstring
         commands[argv[0]] = _resolve(_LAZY[argv[0]])
-    fire.Fire(commands, command=_help_behind_separator(argv), name="vnas_monai")
+    try:
+        fire.Fire(commands, command=_help_behind_separator(argv), name="vnas_monai")
+    except Exception:  # a failure of ours ends with its cause, not a traceback (VNAS_DEBUG=1 prints it too)
+        from vnas_monai.bundle.errors import report_and_exit
+
+        report_and_exit(*sys.exc_info())

@@ -274,10 +274,16 @@ def test_onnx_export(bundle, tmp_path):
         **{"network_def#conv_impl": "conv3d", "network_def#memory_format": "preserve"},
     )
     import onnx
+    import onnxruntime
 
     model = onnx.load(str(onnx_file))
     onnx.checker.check_model(model)
     assert [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim] == [1, 3, *ROI]
+    # onnxruntime computes what the PyTorch network computes
+    _, x, ref = _reference(bundle)
+    session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    out = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    np.testing.assert_allclose(out, ref.numpy(), rtol=1e-3, atol=1e-3)
 
 
 def test_refuses_other_architecture(bundle, tmp_path):
@@ -314,7 +320,8 @@ def test_export_checks_weights(tmp_path, monkeypatch):
     )
     with pytest.raises(ValueError, match="does not fit"):
         export_bundle(str(tmp_path / "b1"), str(ckpt), arch="3d", **common)
-    with pytest.raises(ValueError, match="does not fit"):
+    # the width is read from the weights: another one is refused in one line naming both values
+    with pytest.raises(ValueError, match=r"^init_filters=8 contradicts the training run of .*init_filters=4"):
         export_bundle(str(tmp_path / "b2"), str(ckpt), arch="nih", **{**common, "init_filters": 8})
     with pytest.raises(ValueError, match="multiple of 32"):
         export_bundle(str(tmp_path / "b3"), str(ckpt), **{**common, "roi_size": [48, 48, 48]})

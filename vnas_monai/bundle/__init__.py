@@ -1,10 +1,12 @@
 """Glue between the V-NAS bundles' configs and MONAI: architectures and weights of a stage, inference datalists and
-output names (:mod:`.utils`), evaluation metrics and reports (:mod:`.metrics`), figures (:mod:`.figures`)."""
+output names (:mod:`.utils`), evaluation metrics and reports (:mod:`.metrics`), figures (:mod:`.figures`), the
+settings stored with a training run (:mod:`.settings`), the short failure message of a bundle run (:mod:`.errors`)."""
 
 from __future__ import annotations
 
 from .figures import OverlayWriter, plot_architecture, save_overlay
 from .metrics import SegmentationMetricsWriter, case_metrics, format_markdown, summarize, write_reports
+from .settings import check_run_settings, load_run_settings, save_run_settings, stage_dir, stored_setting
 from .utils import (
     case_name,
     case_name_formatter,
@@ -16,6 +18,8 @@ from .utils import (
     load_state_dict,
     load_weights,
     parse_flip_axes,
+    prune_checkpoints,
+    report_search,
     resolve_architecture,
     resolve_class_names,
     save_architecture,
@@ -27,6 +31,7 @@ __all__ = [
     "SegmentationMetricsWriter",
     "case_metrics",
     "case_name",
+    "check_run_settings",
     "case_name_formatter",
     "checkpoint_architecture",
     "dice_weight",
@@ -35,13 +40,19 @@ __all__ = [
     "format_markdown",
     "inference_datalist",
     "load_state_dict",
+    "load_run_settings",
     "load_weights",
     "parse_flip_axes",
     "plot_architecture",
+    "prune_checkpoints",
+    "report_search",
     "resolve_architecture",
     "resolve_class_names",
     "save_architecture",
+    "save_run_settings",
     "save_overlay",
+    "stage_dir",
+    "stored_setting",
     "validate_at_end",
     "summarize",
     "write_reports",

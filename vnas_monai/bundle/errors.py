@@ -32,7 +32,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-__all__ = ["DEBUG_ENV", "find_cause", "format_failure", "install_excepthook"]
+__all__ = ["DEBUG_ENV", "find_cause", "format_failure", "install_excepthook", "report_and_exit"]
 
 #: Environment variable that, set to 1, prints the full traceback too (as ``--debug True``).
 DEBUG_ENV = "VNAS_DEBUG"
@@ -132,11 +132,14 @@ def format_failure(exc: BaseException, log_file: str | os.PathLike | None = None
     for e in _chain(exc):
         item = _config_item(e.__traceback__) or item
     files = _config_files(sys.argv)
-    where = f" ({files})" if files else ""
     building = f" while building config item '{item}'" if item else ""
-    lines = [f"vnas_monai: the bundle run{where} stopped{building}."]
+    if files:
+        lines, debug = [f"vnas_monai: the bundle run ({files}) stopped{building}."], "rerun with --debug True"
+    else:
+        command = " ".join(["vnas_monai", *sys.argv[1:2]]) if sys.argv[1:] else "vnas_monai"
+        lines, debug = [f"{command}: stopped{building}."], f"rerun with {DEBUG_ENV}=1"
     if log_file:
-        lines.append(f"Full traceback: {log_file} (or rerun with --debug True).")
+        lines.append(f"Full traceback: {log_file} (or {debug}).")
     lines.append(cause)
     return "\n".join(lines)
 
@@ -178,11 +181,13 @@ def _short_records(factory: Any) -> Any:
     return make
 
 
-def _hook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+def report_and_exit(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    """Print the short message of a failure (or the full traceback if the cause is not ours) and exit with 1."""
     previous = _state["previous"] or sys.__excepthook__
     if issubclass(exc_type, (KeyboardInterrupt, SystemExit)):
         previous(exc_type, exc, tb)
         return
+    _state["debug"] = _state["debug"] or _debug()
     full = "".join(traceback.format_exception(exc_type, exc, tb))
     try:
         message = format_failure(exc, log_file=None if _state["debug"] else _write_log(full))
@@ -204,6 +209,11 @@ def _hook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType |
         os._exit(1)
 
 
+def _debug(flag: Any = False) -> bool:
+    return (bool(flag) and str(flag).lower() not in ("false", "0", "no")) or os.environ.get(DEBUG_ENV, "") not in (
+        "", "0")
+
+
 def install_excepthook(debug: Any = False) -> bool:
     """Install the short failure message for this process (see the module docstring); idempotent.
 
@@ -213,10 +223,9 @@ def install_excepthook(debug: Any = False) -> bool:
     Returns:
         ``True`` (usable as a bundle ``initialize`` entry).
     """
-    _state["debug"] = bool(debug) and str(debug).lower() not in ("false", "0", "no") or os.environ.get(
-        DEBUG_ENV, "") not in ("", "0")
+    _state["debug"] = _debug(debug)
     if not _state["installed"]:
         _state["previous"], _state["installed"] = sys.excepthook, True
-        sys.excepthook = _hook
+        sys.excepthook = report_and_exit
         logging.setLogRecordFactory(_short_records(logging.getLogRecordFactory()))
     return True

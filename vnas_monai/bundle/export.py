@@ -238,12 +238,14 @@ def export_bundle(
 
     Example::
 
-        python -m vnas_monai export_bundle --bundle_dir bundles/vnas_nih --arch runs/vnas_nih/arch.json \\
-            --checkpoint runs/vnas_nih/fold0/train/model.pt --output_dir vnas_nih_bundle
+        python -m vnas_monai export_bundle --checkpoint runs/vnas_nih/fold0/train --output_dir vnas_nih_bundle
 
     Args:
         output_dir: the bundle folder to create (its name is the MONAI Label model name).
-        checkpoint: trained weights: a plain state dict, or a MONAI checkpoint with it under ``network``/``model``.
+        checkpoint: the training run's folder (``<work_dir>/fold<k>/train``: its ``model.pt``) or its weights: a
+            plain state dict, or a MONAI checkpoint with it under ``network``/``model``. The run's ``settings.json``
+            (width, classes and their names, channels, intensity window, spacing, patch sizes, flip axes) is read
+            from beside the weights; an explicit value below that contradicts it is refused.
         arch: arch.json path or preset of the trained network; default: the checkpoint's ``arch_code``.
         bundle_dir: the source bundle whose settings and metadata are exported (``in_channels``, ``num_classes``,
             ``init_filters``, ``intensity_clip``, ``spacing``, ``roi_size``, label names...); None for defaults.
@@ -272,20 +274,37 @@ def export_bundle(
     import torch
 
     from vnas_monai.arch import Architecture
-    from vnas_monai.bundle.utils import load_state_dict
+    from vnas_monai.bundle.settings import CHECKED_SETTINGS, check_run_settings, load_run_settings, resolve_checkpoint
+    from vnas_monai.bundle.utils import load_state_dict, shape_mismatch
     from vnas_monai.networks import VNASNet
 
     settings, source = read_source_settings(bundle_dir)
-    for key, value in (("in_channels", in_channels), ("init_filters", init_filters), ("roi_size", roi_size)):
+    weights = resolve_checkpoint(checkpoint)
+    stored_from, stored = load_run_settings(weights)  # the training run's settings.json (or the weights' shapes)
+    given: dict[str, Any] = {}
+    for key, value in (("in_channels", in_channels), ("init_filters", init_filters), ("num_classes", num_classes),
+                       ("roi_size", roi_size), ("infer_roi_size", infer_roi_size), ("flip_axes", flip_axes)):
         if value is not None:
-            settings[key] = value
+            given[key] = value
     for key, value in (("intensity_clip", intensity_clip), ("spacing", spacing)):
         if value is False or (isinstance(value, str) and value.lower() in ("none", "off", "null", "false")):
-            settings[key] = None
+            given[key] = None
         elif value is not None:
-            settings[key] = [float(v) for v in (value if isinstance(value, (list, tuple)) else [value] * 3)]
-    if flip_axes is not None:
-        settings["flip_axes"] = flip_axes
+            given[key] = [float(v) for v in (value if isinstance(value, (list, tuple)) else [value] * 3)]
+    check_run_settings(weights, **{k: v for k, v in given.items() if k in CHECKED_SETTINGS})
+    settings.update({k: v for k, v in stored.items() if k in settings})
+    settings.update({k: v for k, v in given.items() if k != "num_classes"})
+    if num_classes is None:
+        num_classes = stored.get("num_classes")
+    if labels is None and stored.get("class_names"):
+        labels = list(stored["class_names"])
+    elif labels is not None and stored.get("class_names"):
+        names = list(_labels(labels, source, None).values())
+        if names != list(stored["class_names"]):
+            raise ValueError(
+                f"labels {names} contradict the training run of {weights}: it was trained with class_names "
+                f"{list(stored['class_names'])} ({stored_from}). Leave --labels out to use them."
+            )
     settings["flip_axes"] = parse_flip_axes(settings["flip_axes"])
     if isinstance(settings["intensity_clip"], (list, tuple)) and len(settings["intensity_clip"]) != 2:
         raise ValueError(f"intensity_clip must be [min, max], got {settings['intensity_clip']}.")
@@ -307,7 +326,7 @@ def export_bundle(
         modality = next(iter(src_inputs.values()), {}).get("modality") if src_inputs else None
         modality = modality or ("CT" if settings["intensity_clip"] else "MR")
 
-    state = load_state_dict(checkpoint)
+    state = load_state_dict(weights)
     if arch is None:
         if "arch_code" not in state:
             raise ValueError(f"{checkpoint} has no arch_code: give --arch (the arch.json it was trained with).")
@@ -322,6 +341,9 @@ def export_bundle(
         architecture=architecture,
         init_filters=settings["init_filters"],
     )
+    mismatch = shape_mismatch(net, state, weights)
+    if mismatch:
+        raise ValueError(mismatch)
     try:
         net.load_state_dict(state, strict=True)
     except (RuntimeError, ValueError) as err:

@@ -20,7 +20,7 @@ def _preprocessing(keys: Sequence[str], with_pad: bool) -> list[dict[str, Any]]:
         # MONAI's LoadImaged that names the file it cannot load and refuses a folder mixing DICOM series
         {"_target_": "vnas_monai.data.transforms.CheckedLoadImaged", "keys": keys, "image_only": True},
         {"_target_": "EnsureChannelFirstd", "keys": keys},
-        {"_target_": "Orientationd", "keys": keys, "axcodes": "RAS"},
+        {"_target_": "Orientationd", "keys": keys, "axcodes": "RAS", "labels": None},
         {
             "_target_": "Spacingd",
             "keys": keys,

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from vnas_monai.arch import ENCODER_GROUPS, NUM_DECODER_BLOCKS, Architecture
+from vnas_monai.arch import ENCODER_GROUPS, NUM_DECODER_BLOCKS, Architecture, atomic_write
 
 __all__ = ["OverlayWriter", "plot_architecture", "save_overlay"]
 
@@ -39,15 +38,8 @@ def _save(fig: Any, path: str | os.PathLike, dpi: int) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=dpi, format="png")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    # atomic, with the usual file mode (0o666 minus the umask; mkstemp's 0o600 kept others from viewing it)
+    return atomic_write(path, lambda f: fig.savefig(f, dpi=dpi, format="png"))
 
 
 def plot_architecture(

@@ -8,23 +8,35 @@ against the epoch. Uses matplotlib's Agg canvas directly (no pyplot global state
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from vnas_monai.arch import ENCODER_GROUPS, NUM_DECODER_BLOCKS, NUM_ENCODER_CELLS, OP_NAMES
+from vnas_monai.arch import ENCODER_GROUPS, NUM_DECODER_BLOCKS, NUM_ENCODER_CELLS, OP_NAMES, atomic_write
 
-__all__ = ["plot_probability_history"]
+__all__ = ["UNDECIDED_TOLERANCE", "choice_label", "plot_probability_history"]
 
 _LABELS = ("2D", "3D", "P3D")
 _COLORS = ("tab:blue", "tab:orange", "tab:green")
 
 
+#: a cell whose probabilities are all within this of uniform (1/3) has not chosen (e.g. before the architecture
+#: updates start): labelled "undecided", not with the argmax of a tie
+UNDECIDED_TOLERANCE = 0.05
+
+
+def choice_label(probs: Sequence[float], tolerance: float = UNDECIDED_TOLERANCE) -> str:
+    """``2D`` / ``3D`` / ``P3D`` for the argmax of a cell's probabilities, ``undecided`` when they are near uniform."""
+    values = [float(v) for v in probs]
+    if max(abs(v - 1.0 / len(values)) for v in values) < tolerance:
+        return "undecided"
+    return _LABELS[max(range(len(values)), key=values.__getitem__)]
+
+
 def _cells() -> list[tuple[str, int, str]]:
     out, i = [], 0
     for stage, n in enumerate(ENCODER_GROUPS):
-        out += [("encoder", i + j, f"E{i + j + 1} (s{stage + 1})") for j in range(n)]
+        out += [("encoder", i + j, f"E{i + j + 1} (stage {stage + 1})") for j in range(n)]
         i += n
     return out + [("decoder", b, f"D{b + 1}") for b in range(NUM_DECODER_BLOCKS)]
 
@@ -81,7 +93,7 @@ def plot_probability_history(
             upper = lower + 0.9 * probs[:, k]
             ax.fill_between(epochs, lower, upper, color=_COLORS[k], linewidth=0)
             lower = upper
-        labels.append(f"{name}: {_LABELS[int(probs[-1].argmax())]}")
+        labels.append(f"{name}: {choice_label(probs[-1])}")
     ax.set_yticks(np.arange(len(cells))[::-1] + 0.45)
     ax.set_yticklabels(labels, fontsize=7)
     for y in np.cumsum((NUM_DECODER_BLOCKS,) + tuple(ENCODER_GROUPS[::-1]))[:-1]:
@@ -94,17 +106,8 @@ def plot_probability_history(
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1.0), ncol=3, fontsize=8, frameon=False,
               borderaxespad=-1.6)
     ax.set_title(title or "V-NAS choice probabilities per cell (stacked: 2D / 3D / P3D)", fontsize=10, pad=18)
-    fig.subplots_adjust(left=0.17, right=0.98, bottom=0.07, top=0.92)
+    ax.set_ylabel("cell: E1-E16 encoder (ResNet-50 stages 1-4), D1-D5 decoder; current choice", fontsize=7)
+    fig.subplots_adjust(left=0.22, right=0.98, bottom=0.07, top=0.92)
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    # atomic, with the usual file mode (0o666 minus the umask), not mkstemp's private 0o600
+    return atomic_write(path, lambda f: fig.savefig(f, format="png"))
