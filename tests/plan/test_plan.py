@@ -144,3 +144,19 @@ def test_resolve_plan_for_bundles(mri_dir, tmp_path):
         plan_value(auto, "lr", 0.1)
     with pytest.raises(ValueError, match="plan must be null, 'auto'"):
         resolve_plan(3, tmp_path, mri_dir, cases)
+
+
+def test_unreadable_label_is_named(tmp_path):
+    root = make_dataset(tmp_path / "bad", num_cases=3)
+    (root / "labelsTr" / "case_001.nii.gz").write_bytes(b"not a nifti")
+    with pytest.raises(ValueError, match=r"label .*labelsTr/case_001\.nii\.gz cannot be read"):
+        compute_plan(root)
+
+
+def test_dataset_json_labels_with_gaps_are_refused(tmp_path):
+    root = make_dataset(tmp_path / "gaps", num_cases=2)
+    meta = json.loads((root / "dataset.json").read_text())
+    meta["labels"] = {"0": "background", "2": "b"}
+    (root / "dataset.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"dataset\.json: 'labels' must be 0 \.\. n-1"):
+        compute_plan(root)

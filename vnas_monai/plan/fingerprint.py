@@ -64,7 +64,7 @@ def dataset_meta(dataset_dir: str | Path) -> dict[str, Any]:
         values = sorted(int(k) for k in labels)
         if values != list(range(len(values))):
             raise ValueError(f"{path}: 'labels' must be 0 .. n-1 without gaps, got values {values}.")
-        names = [str(labels[str(v)] if str(v) in labels else labels[v]) for v in values]
+        names = [str(labels[str(v)]) for v in values]
     return {"modality": modality.upper() if modality.upper() in ("CT", "MRI", "MR") else modality, "class_names": names}
 
 
@@ -84,6 +84,21 @@ def _centroids(label_path: str, num_classes: int) -> tuple[list[Any], list[int]]
         counts.append(int(idx.shape[0]))
         out.append([(idx.mean(0) * zooms).tolist(), (idx.std(0) * zooms).tolist()] if idx.size else None)
     return out, counts
+
+
+def _culprit(cases: Sequence[Mapping[str, Any]]) -> str | None:
+    """The first image or label that MONAI cannot load, and why (only called after the analyser failed)."""
+    from monai.transforms import LoadImage
+
+    loader = LoadImage(image_only=True)
+    for case in cases:
+        for key in ("image", "label"):
+            try:
+                loader(case[key])
+            except Exception as e:
+                cause = str(e.__cause__ or e).strip().splitlines()
+                return f"{key} {case[key]} cannot be read: {cause[-1] if cause else type(e).__name__}"
+    return None
 
 
 def _subset(cases: Sequence[Mapping[str, Any]], max_cases: int | None, seed: int) -> list[dict[str, Any]]:
@@ -136,8 +151,8 @@ def fingerprint(
     analyser = DataAnalyzer(datalist, dataroot="", output_path="", device="cpu", worker=0, hist_bins=0)
     try:
         stats = analyser.get_all_case_stats()
-    except Exception as e:  # MONAI names neither the file nor the cause clearly
-        raise ValueError(f"fingerprint: MONAI DataAnalyzer failed on the cases of {dataset_dir}: {e}") from e
+    except Exception as e:  # MONAI names neither the file nor the cause: find the file that does not load
+        raise ValueError(f"fingerprint of {dataset_dir}: {_culprit(chosen) or e}") from e
     by_case = stats["stats_by_cases"]
     summary = stats["stats_summary"]
     labels = [int(v) for v in summary["label_stats"]["labels"]]
