@@ -195,6 +195,10 @@ def resolve_architecture(
         ValueError: an unknown preset or a malformed ``arch.json`` (named).
     """
     if arch is None or (isinstance(arch, str) and arch.strip().lower() == AUTO):
+        if checkpoint and Path(checkpoint).is_dir():  # a training run's folder: its model.pt
+            from vnas_monai.bundle.settings import resolve_checkpoint
+
+            checkpoint = resolve_checkpoint(checkpoint)
         if checkpoint and Path(checkpoint).is_file():
             return checkpoint_architecture(checkpoint)
         if search_arch and Path(search_arch).is_file():
