@@ -27,6 +27,21 @@ logger = logging.getLogger(__name__)
 
 #: Keys that MONAI itself adds to a bundle configuration (``_meta_`` from metadata.json).
 RESERVED_KEYS = frozenset({"_meta_", "_requires_", "imports"})
+
+
+def tracking_keys() -> frozenset[str]:
+    """Keys that ``monai.bundle run ... --tracking mlflow`` adds to the configuration (``experiment_name``,
+    ``run_name``, ``tracking_uri``, ``save_execute_config``, ``is_not_rank0``, ...): not a user's typo."""
+    try:
+        from monai.bundle.utils import DEFAULT_EXP_MGMT_SETTINGS
+    except ImportError:  # an older MONAI without experiment management
+        return frozenset()
+    keys: set[str] = set()
+    for settings in DEFAULT_EXP_MGMT_SETTINGS.values():
+        keys |= {str(k) for k in settings.get("configs", {})}
+    return frozenset(keys)
+
+
 #: Config key listing extra keys a user overlay may add on purpose (not an error).
 EXTRA_KEYS_KEY = "extra_keys"
 
@@ -56,7 +71,7 @@ def known_config_keys(bundle_dir: str | os.PathLike) -> set[str]:
 
 def unknown_config_keys(config: Mapping[str, Any], known: Iterable[str]) -> dict[str, str | None]:
     """``{unknown_key: closest known key or None}`` for the top-level keys of ``config`` not in ``known``."""
-    known = set(known) | {str(k) for k in config.get(EXTRA_KEYS_KEY) or []}
+    known = set(known) | {str(k) for k in config.get(EXTRA_KEYS_KEY) or []} | tracking_keys()
     candidates = sorted(known - RESERVED_KEYS)
     out: dict[str, str | None] = {}
     for key in config:
