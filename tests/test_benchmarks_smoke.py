@@ -1,0 +1,70 @@
+"""Smoke run of ``benchmarks/bench_search.py`` at a tiny size (about 20 s on one thread): every row runs in fp32
+and bf16, the matrix-product rate is measured in both, and the JSON holds issue 12's check ratios. The figures of
+a run this small say nothing about speed (no warm-up, 4 filters); the real run is in ``benchmarks/README.md``."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+ROWS = ("vnas_mixed_fast", "dints", "vnasnet_train_fast")  # the rows issue 12's ratios need
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import bench_search
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    return bench_search
+
+
+def test_bench_search_reports_fp32_and_bf16(bench, tmp_path):
+    out = tmp_path / "search.json"
+    result = bench.main([
+        "--quick", "--skip-memory", "--rounds", "1", "--warmup", "0", "--threads", "1", "--init-filters", "4",
+        "--patch", "32", "32", "32", "--volume", "32", "32", "32", "--roi", "32", "32", "32",
+        "--device", "cpu", "--precisions", "fp32,bf16", "--rows", ",".join(ROWS), "--output", str(out),
+    ])
+    saved = json.loads(out.read_text())
+    assert saved["checks"] == result["checks"]
+    assert saved["settings"]["precisions"] == ["fp32", "bf16"]
+    assert set(saved["matmul_gflops"]) == {"fp32", "bf16"} and min(saved["matmul_gflops"].values()) > 0
+    for row in ROWS:
+        assert set(saved["steps"][row]) == {"fp32", "bf16"}, row
+        for p, r in saved["steps"][row].items():
+            assert r["precision"] == p and r["step_s_min"] > 0 and r["conv_gflops"] > 0
+            assert set(r["pct_of_matmul"]) == {"fp32", "bf16"}
+        assert saved["steps"][row]["fp32"]["speedup_vs_fp32"] == pytest.approx(1.0)
+    for model, per in saved["inference"].items():
+        assert set(per) == {"fp32", "bf16"}, model
+    checks = saved["checks"]
+    assert checks["low_precision"] == "bf16" and checks["dints_best_precision"] in ("fp32", "bf16")
+    for name in ("mixed_iteration_bf16_speedup_vs_fp32", "mixed_iteration_bf16_speedup_vs_dints_best",
+                 "mixed_iteration_bf16_pct_of_fp32_matmul", "retrain_step_bf16_speedup_vs_fp32",
+                 "inference_bf16_speedup_vs_fp32"):
+        assert checks[name] > 0, name
+    for goal in ("mixed_iteration_bf16_speedup_vs_fp32_at_least_3x",
+                 "mixed_iteration_bf16_speedup_vs_dints_best_at_least_2x",
+                 "mixed_iteration_bf16_at_least_20pct_of_fp32_matmul",
+                 "retrain_step_bf16_speedup_vs_fp32_at_least_2.5x",
+                 "inference_bf16_speedup_vs_fp32_at_least_2.5x"):
+        assert isinstance(checks[goal], bool), goal
+    t = saved["steps"]
+    assert checks["mixed_iteration_bf16_speedup_vs_fp32"] == pytest.approx(
+        t["vnas_mixed_fast"]["fp32"]["step_s_min"] / t["vnas_mixed_fast"]["bf16"]["step_s_min"], abs=1e-3)
+
+
+def test_precisions_option(bench):
+    import torch
+
+    cpu = torch.device("cpu")
+    assert bench.parse_precisions(None, cpu) == ["fp32", "bf16"]
+    assert bench.parse_precisions("fp32, FP32,bf16", cpu) == ["fp32", "bf16"]
+    with pytest.raises(ValueError, match="precision"):
+        bench.parse_precisions("fp8", cpu)
