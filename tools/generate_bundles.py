@@ -18,9 +18,10 @@ SEARCH_ARCH = "$os.path.join(@work_dir, 'fold' + str(@fold), 'search', 'arch.jso
 CKPT = "$os.path.join(@work_dir, 'fold' + str(@fold), 'train', 'model.pt')"
 IMPORTS = list(search["imports"]) + ["$import vnas_monai.bundle"]
 COMMON = ["bundle_root", "dataset_dir", "layout", "work_dir", "output_dir", "datalist_file", "fold", "num_folds",
-          "max_cases", "seed", "device", "amp", "max_epochs", "epoch_length", "roi_size", "num_samples", "batch_size",
-          "num_workers", "cache_rate", "in_channels", "num_classes", "init_filters", "intensity_clip", "spacing",
-          "flip_axes", "loss", "learning_rate", "resume", "check_keys", "debug", "extra_keys", "phantom_cases"]
+          "max_cases", "seed", "device", "precision", "max_epochs", "epoch_length", "roi_size", "num_samples",
+          "batch_size", "num_workers", "cache_rate", "in_channels", "num_classes", "init_filters", "intensity_clip",
+          "spacing", "flip_axes", "loss", "learning_rate", "resume", "check_keys", "debug", "extra_keys",
+          "phantom_cases"]
 
 
 def top(stage, desc, extra):
@@ -42,8 +43,11 @@ def network_def():
                         ("architecture", "@architecture"), ("init_filters", "@init_filters")])
 
 
-SLIDING = OrderedDict([("_target_", "SlidingWindowInferer"), ("roi_size", "@infer_roi_size"),
-                       ("sw_batch_size", "@sw_batch_size"), ("overlap", "@overlap"), ("mode", "@blend_mode")])
+# sliding-window inference under the bundle's precision (SupervisedEvaluator's own amp flag is CUDA-only)
+SLIDING = OrderedDict([("_target_", "vnas_monai.engine.PrecisionInferer"), ("precision", "@precision"),
+                       ("inferer", OrderedDict([("_target_", "SlidingWindowInferer"), ("roi_size", "@infer_roi_size"),
+                                                ("sw_batch_size", "@sw_batch_size"), ("overlap", "@overlap"),
+                                                ("mode", "@blend_mode")]))])
 INFER_KEYS = OrderedDict([("infer_roi_size", [64, 64, 64]), ("overlap", 0.5), ("sw_batch_size", 2),
                           ("blend_mode", "gaussian")])
 
@@ -112,10 +116,10 @@ def train_config():
         OrderedDict([("_target_", "ignite.handlers.ProgressBar"), ("persist", True)]),
     ]
     tr["trainer"] = OrderedDict([
-        ("_target_", "SupervisedTrainer"), ("device", "@run_device"), ("max_epochs", "@max_epochs"),
+        ("_target_", "vnas_monai.engine.PrecisionTrainer"), ("device", "@run_device"), ("max_epochs", "@max_epochs"),
         ("epoch_length", "@epoch_length"), ("train_data_loader", "@train#dataloader"), ("network", "@network"),
         ("optimizer", "@optimizer"), ("loss_function", "@loss_function"), ("inferer", "@train#inferer"),
-        ("amp", "$@amp and @run_device.type == 'cuda'"), ("train_handlers", "@train#handlers")])
+        ("precision", "@precision"), ("train_handlers", "@train#handlers")])
     c["train"] = tr
     va = OrderedDict()
     va["dataset"] = OrderedDict([("_target_", "CacheDataset"), ("data", "$@splits['val']"),
@@ -142,7 +146,7 @@ def train_config():
     va["evaluator"] = OrderedDict([
         ("_target_", "SupervisedEvaluator"), ("device", "@run_device"), ("val_data_loader", "@validate#dataloader"),
         ("network", "@network"), ("inferer", "@validate#inferer"), ("postprocessing", "@validate#postprocessing"),
-        ("key_val_metric", "@validate#key_metric"), ("amp", "$@amp and @run_device.type == 'cuda'"),
+        ("key_val_metric", "@validate#key_metric"),
         ("val_handlers", "@validate#handlers")])
     c["validate"] = va
     c["checkpoint_dict"] = OrderedDict([("network", "@network"), ("optimizer", "@optimizer"),
@@ -184,7 +188,7 @@ def evaluator_stage(c, message):
     c["evaluator"] = OrderedDict([
         ("_target_", "SupervisedEvaluator"), ("device", "@run_device"), ("val_data_loader", "@dataloader"),
         ("network", "@network"), ("inferer", "@inferer"), ("postprocessing", "@postprocessing"),
-        ("amp", "$@amp and @run_device.type == 'cuda'"), ("val_handlers", "@handlers")])
+        ("val_handlers", "@handlers")])
     c["initialize"] = list(search["initialize"])
     c["run"] = ["$@evaluator.run()", f"$print('{message}', @output_dir)"]
     c["finalize"] = []

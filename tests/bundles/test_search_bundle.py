@@ -21,7 +21,7 @@ TINY = dict(
     epoch_length=2,
     num_samples=2,  # a 32^3 patch reaches 1x1x1 at the bottom: BatchNorm needs 2 samples
     num_workers=0,
-    amp=False,
+    precision="fp32",
     device="cpu",
 )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 from ignite.engine import Events
 from monai.handlers import CheckpointLoader, CheckpointSaver, LrScheduleHandler
 
-from vnas_monai.arch import Architecture
+from vnas_monai.arch import DECIDED_MARGIN, Architecture, cell_margins
 from vnas_monai.engine import (
     ArchitectureLogger,
     ResumeCheckpointLoader,
@@ -79,6 +80,35 @@ def test_arch_json_png_and_history_per_epoch(tmp_path, monkeypatch):
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
     assert logger.history == final["history"]
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+
+
+def test_margins_decision_and_warmup_log(tmp_path, caplog):
+    """arch.json reports each cell's margin and whether the search decided; the warm-up epoch's uniform argmax is
+    not logged as an architecture, and an undecided final architecture is warned about."""
+    trainer, logger, _ = _search(tmp_path, max_epochs=2, name="vnas-test-logger")
+    with caplog.at_level(logging.INFO, logger="vnas-test-logger"):
+        trainer.run()
+    final = json.loads((tmp_path / "out" / "arch.json").read_text())
+    arch = Architecture.load(tmp_path / "out" / "arch.json")
+    assert final["margins"]["encoder"] == pytest.approx(arch.margins()["encoder"], abs=1e-6)
+    assert len(final["margins"]["encoder"]) == 16 and len(final["margins"]["decoder"]) == 5
+    decision = final["decision"]
+    assert decision["threshold"] == DECIDED_MARGIN and decision["decided"] is (decision["median_margin"] >= 0.2)
+    text = caplog.text
+    assert "epoch 1: not searched yet (weight warm-up" in text and "epoch 1 (0=2D" not in text
+    assert "median cell margin" in text
+    # two architecture steps cannot decide 21 cells
+    assert not decision["decided"] and "is not decided" in text
+
+
+def test_cell_margins_and_decision():
+    probs = {"encoder": [[0.6, 0.3, 0.1]] * 16, "decoder": [[0.34, 0.33, 0.33]] * 5}
+    arch = Architecture([0] * 16, [0] * 5, probs)
+    assert cell_margins([[0.2, 0.7, 0.1], [1 / 3] * 3]) == pytest.approx([0.5, 0.0])
+    decision = arch.decision()
+    assert decision["median_margin"] == pytest.approx(0.3) and decision["min_margin"] == pytest.approx(0.01)
+    assert decision["decided"] and not arch.decision(threshold=0.5)["decided"]
+    assert Architecture.preset("nih").decision() is None and Architecture.preset("nih").margins() is None
 
 
 def test_log_every_epochs_still_records_every_epoch(tmp_path):
@@ -190,7 +220,7 @@ SEARCH_CONFIG = r"""
   "device": "$vnas_monai.engine.select_device('auto')",
   "max_epochs": 300,
   "arch_warmup_epochs": 20,
-  "amp": false,
+  "precision": "fp32",
   "network_def": {
     "_target_": "vnas_monai.networks.VNASSupernet",
     "spatial_dims": 3, "in_channels": 1, "out_channels": 2, "init_filters": 64, "mix": false
@@ -228,7 +258,7 @@ SEARCH_CONFIG = r"""
     "device": "@device", "max_epochs": "@max_epochs", "network": "@network",
     "train_data_loader": "@train#dataloader", "arch_data_loader": "@arch#dataloader",
     "optimizer": "@optimizer", "arch_optimizer": "@arch_optimizer", "loss_function": "@loss",
-    "arch_warmup_epochs": "@arch_warmup_epochs", "amp": "@amp", "train_handlers": "@handlers"
+    "arch_warmup_epochs": "@arch_warmup_epochs", "precision": "@precision", "train_handlers": "@handlers"
   },
   "checkpoint_dict": {
     "network": "@network", "optimizer": "@optimizer", "arch_optimizer": "@arch_optimizer",

@@ -103,6 +103,7 @@ def make_trainer(
     handlers: list | None = None,
     seed: int = 0,
     device: str = "cpu",
+    precision: str = "fp32",
     **kwargs,
 ) -> VNASSearchTrainer:
     """A search on 2 + 2 batches of 16x16x8 random volumes with the paper's optimizers (SGD + Adam)."""
@@ -122,6 +123,7 @@ def make_trainer(
         arch_optimizer=arch_opt,
         arch_warmup_epochs=warmup,
         train_handlers=handlers,
+        precision=precision,
         **kwargs,
     )
 
@@ -276,18 +278,18 @@ def test_wrong_parameters_are_refused():
         VNASSearchTrainer(**{**common, "network": plain}, optimizer=torch.optim.SGD(plain.parameters(), lr=0.1))
 
 
-@pytest.mark.parametrize("amp_kwargs, autocast", [(None, False), ({"dtype": "bfloat16"}, True)])
-def test_amp_flag_on_cpu(amp_kwargs, autocast):
-    trainer = make_trainer(max_epochs=1, warmup=0, amp=True, amp_kwargs=amp_kwargs)
-    assert trainer.autocast_enabled is autocast
-    assert not trainer.scaler.is_enabled() and not trainer.arch_scaler.is_enabled()  # no loss scaling off CUDA
+@pytest.mark.parametrize("precision, autocast", [("fp32", False), ("bf16", True)])
+def test_precision_on_cpu(precision, autocast):
+    trainer = make_trainer(max_epochs=1, warmup=0, precision=precision)
+    assert trainer.precision.autocast_enabled is autocast
+    assert not trainer.scaler.is_enabled() and not trainer.arch_scaler.is_enabled()  # bf16 needs no loss scaling
     alpha0 = _snapshot(trainer.network.arch_parameters())
     trainer.run()
     out = trainer.state.output[0]
     assert torch.isfinite(torch.tensor(out["loss"])) and torch.isfinite(torch.tensor(out[ARCH_LOSS]))
     assert _changed(alpha0, trainer.network.arch_parameters())
-    if autocast:
-        assert out["pred"].dtype == torch.bfloat16
+    assert out["pred"].dtype == torch.float32  # the loss and handlers see float32 logits in every precision
+    assert all(p.dtype == torch.float32 for p in trainer.network.parameters())  # autocast, not a bf16 model
 
 
 def test_loss_scaling_path_with_autograd_grad():
@@ -318,10 +320,10 @@ def test_trainer_state_dict_resumes_counters():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("dtype", ["fp16", "bf16"])
 def test_cuda_amp_search(dtype):
-    trainer = make_trainer(max_epochs=1, warmup=0, device="cuda", amp=True, amp_kwargs={"dtype": dtype})
-    assert trainer.autocast_enabled and trainer.scaler.is_enabled() is (dtype == "float16")
+    trainer = make_trainer(max_epochs=1, warmup=0, device="cuda", precision=dtype)
+    assert trainer.precision.autocast_enabled and trainer.scaler.is_enabled() is (dtype == "fp16")
     net = trainer.network
     a0, w0 = _snapshot(net.arch_parameters()), _snapshot(net.weight_parameters())
     trainer.run()

@@ -41,6 +41,7 @@ def _common(settings: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "bundle_root": ".",
         "device": "auto",
+        "precision": settings.get("precision", "auto"),
         "run_device": "$vnas_monai.engine.select_device(@device)",
         "arch_file": "$os.path.join(@bundle_root, 'models', 'arch.json')",
         "in_channels": settings["in_channels"],
@@ -86,12 +87,17 @@ def inference_config(settings: Mapping[str, Any]) -> dict[str, Any]:
                 "shuffle": False,
                 "num_workers": 0,
             },
+            # MONAI Label calls inferer(inputs, network) itself: the precision lives in the inferer
             "inferer": {
-                "_target_": "SlidingWindowInferer",
-                "roi_size": "@roi_size",
-                "sw_batch_size": "@sw_batch_size",
-                "overlap": "@overlap",
-                "mode": "gaussian",
+                "_target_": "vnas_monai.engine.PrecisionInferer",
+                "precision": "@precision",
+                "inferer": {
+                    "_target_": "SlidingWindowInferer",
+                    "roi_size": "@roi_size",
+                    "sw_batch_size": "@sw_batch_size",
+                    "overlap": "@overlap",
+                    "mode": "gaussian",
+                },
             },
             "postprocessing": {
                 "_target_": "Compose",
@@ -135,7 +141,6 @@ def inference_config(settings: Mapping[str, Any]) -> dict[str, Any]:
                 "inferer": "@inferer",
                 "postprocessing": "@postprocessing",
                 "val_handlers": "@handlers",
-                "amp": False,
             },
             "initialize": ["$monai.utils.set_determinism(seed=0)"],
             "run": ["$@evaluator.run()"],
@@ -172,7 +177,6 @@ def train_config(settings: Mapping[str, Any]) -> dict[str, Any]:
             "num_workers": 2,
             "cache_rate": 1.0,
             "learning_rate": settings["learning_rate"],
-            "amp": "$torch.cuda.is_available()",
             "splits": "$vnas_monai.data.split_train_val(vnas_monai.data.load_datalist(@dataset_dir, @layout), "
             "@val_fraction, @seed)",
             "loss": {"_target_": "DiceCELoss", "to_onehot_y": True, "softmax": True},
@@ -270,7 +274,7 @@ def train_config(settings: Mapping[str, Any]) -> dict[str, Any]:
                     },
                 ],
                 "trainer": {
-                    "_target_": "SupervisedTrainer",
+                    "_target_": "vnas_monai.engine.PrecisionTrainer",
                     "device": "@run_device",
                     "max_epochs": "@max_epochs",
                     "train_data_loader": "@train#dataloader",
@@ -280,7 +284,7 @@ def train_config(settings: Mapping[str, Any]) -> dict[str, Any]:
                     "inferer": "@train#inferer",
                     "postprocessing": "@train#postprocessing",
                     "train_handlers": "@train#handlers",
-                    "amp": "@amp",
+                    "precision": "@precision",
                 },
             },
             "validate": {
@@ -304,10 +308,14 @@ def train_config(settings: Mapping[str, Any]) -> dict[str, Any]:
                     "num_workers": "@num_workers",
                 },
                 "inferer": {
-                    "_target_": "SlidingWindowInferer",
-                    "roi_size": "@infer_roi_size",
-                    "sw_batch_size": 1,
-                    "overlap": 0.25,
+                    "_target_": "vnas_monai.engine.PrecisionInferer",
+                    "precision": "@precision",
+                    "inferer": {
+                        "_target_": "SlidingWindowInferer",
+                        "roi_size": "@infer_roi_size",
+                        "sw_batch_size": 1,
+                        "overlap": 0.25,
+                    },
                 },
                 "postprocessing": "@train#postprocessing",
                 "handlers": [
@@ -336,7 +344,6 @@ def train_config(settings: Mapping[str, Any]) -> dict[str, Any]:
                     "postprocessing": "@validate#postprocessing",
                     "key_val_metric": "@validate#key_metric",
                     "val_handlers": "@validate#handlers",
-                    "amp": "@amp",
                 },
             },
             "initialize": ["$monai.utils.set_determinism(seed=@seed)"],

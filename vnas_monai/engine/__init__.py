@@ -13,6 +13,7 @@ from .handlers import (
 )
 from .losses import DiceCELoss
 from .plots import plot_probability_history
+from .precision import Precision, PrecisionPolicy, cpu_bf16_matmul, float_logits, resolve_precision
 from .schedules import PolyLR, TimeBudget, epoch_length_of, epochs_for_iterations, num_iterations
 from .search import (
     ARCH_LOSS,
@@ -23,6 +24,7 @@ from .search import (
     select_device,
     unwrap_network,
 )
+from .trainers import PrecisionInferer, PrecisionTrainer, unpack_batch
 
 __all__ = [
     "ARCH_LOSS",
@@ -31,6 +33,10 @@ __all__ = [
     "CyclicLoader",
     "DiceCELoss",
     "PolyLR",
+    "Precision",
+    "PrecisionInferer",
+    "PrecisionPolicy",
+    "PrecisionTrainer",
     "ResumeCheckpointLoader",
     "SearchEvents",
     "SeededDataset",
@@ -38,16 +44,20 @@ __all__ = [
     "TimeBudget",
     "VNASSearchTrainer",
     "checkpoint_candidates",
+    "cpu_bf16_matmul",
     "cycle_loader",
     "epoch_length_of",
     "epochs_for_iterations",
+    "float_logits",
     "item_seed",
     "latest_checkpoint",
     "num_iterations",
     "plot_probability_history",
+    "resolve_precision",
     "restart_data_each_epoch",
     "restart_data_pass",
     "search_losses",
     "select_device",
+    "unpack_batch",
     "unwrap_network",
 ]

@@ -73,9 +73,12 @@ class ArchitectureLogger:
     - ``<output_dir>/<filename>`` is written atomically in the :class:`vnas_monai.arch.Architecture` JSON format
       (``encoder``, ``decoder``, ``probabilities``, ``paper``) plus ``history`` (one ``{"epoch", "iteration",
       "encoder", "decoder"}`` entry per epoch), ``epoch``, ``iteration``, ``complete``, ``mix`` and
-      ``arch_warmup_epochs``. ``Architecture.load`` reads it back.
+      ``arch_warmup_epochs``, and how decided the search is: ``margins`` (each cell's best minus second-best
+      probability) and ``decision`` (median and minimum margin, ``decided`` when the median reaches
+      :data:`vnas_monai.arch.DECIDED_MARGIN`). ``Architecture.load`` reads it back.
     - ``<output_dir>/<png>`` plots each of the 21 cells' probabilities against the epoch (written atomically).
-    - the architecture is logged in the paper's notation.
+    - the architecture is logged in the paper's notation with its median margin (during the weight warm-up, that
+      it is not searched yet); at the end a warning says when it is not decided.
 
     TensorBoard scalars ``arch/E01/2d`` ... ``arch/D5/p3d`` are written for every epoch when ``tensorboard_dir``
     is set. ``state_dict()``/``load_state_dict()`` carry the history through MONAI ``CheckpointSaver`` /
@@ -225,14 +228,40 @@ class ArchitectureLogger:
                 "mix": bool(getattr(net, "mix", False)),
             }
         )
+        warmup = int(getattr(engine, "arch_warmup_epochs", 0))
         if hasattr(engine, "arch_warmup_epochs"):
-            arch.meta["arch_warmup_epochs"] = int(engine.arch_warmup_epochs)
+            arch.meta["arch_warmup_epochs"] = warmup
+        margins, decision = arch.margins(), arch.decision()
+        arch.meta["margins"] = {k: [round(m, self.decimals) for m in v] for k, v in margins.items()}
+        arch.meta["decision"] = {k: round(v, self.decimals) if isinstance(v, float) else v for k, v in decision.items()}
         path = arch.save(self.output_dir / self.filename)
         enc, dec = arch.to_paper()
+        epoch = int(engine.state.epoch)
+        if not arch.meta["mix"] and epoch <= warmup:
+            # the argmax of uniform probabilities is all-2D: not a choice, so do not print it as one
+            self.logger.info(f"V-NAS architecture at epoch {epoch}: not searched yet (weight warm-up, epoch "
+                             f"{epoch} of {warmup}; alpha/beta are uniform) -> {path}")
+            self._plot()
+            return
         self.logger.info(
-            f"V-NAS architecture at epoch {engine.state.epoch} (0=2D, 1=3D, 2=P3D): "
-            f"encoder [{enc}], decoder [{dec}]{' (final)' if complete else ''} -> {path}"
+            f"V-NAS architecture at epoch {epoch} (0=2D, 1=3D, 2=P3D): encoder [{enc}], decoder [{dec}], "
+            f"median cell margin {decision['median_margin']:.3f} (min {decision['min_margin']:.3f})"
+            f"{' (final)' if complete else ''} -> {path}"
         )
+        if complete and not arch.meta["mix"] and not decision["decided"]:
+            self.logger.warning(
+                f"the searched architecture is not decided: its median cell margin (best minus second-best "
+                f"probability) is {decision['median_margin']:.3f} < {decision['threshold']:.2f}, so several cells "
+                f"are an argmax over noise. Search longer, or raise arch_learning_rate (the architecture moved by "
+                f"{self._arch_steps(engine)} Adam steps)."
+            )
+        self._plot()
+
+    @staticmethod
+    def _arch_steps(engine: Engine) -> int:
+        return int(getattr(engine.state, "arch_iteration", 0))
+
+    def _plot(self) -> None:
         if self.png and self.history:
             try:
                 plot_probability_history(self.history, self.output_dir / self.png)

@@ -22,11 +22,12 @@ from ignite.engine import EventEnum, Events
 from monai.engines import SupervisedTrainer
 from monai.engines.trainer import Trainer
 from monai.engines.utils import IterationEvents, default_metric_cmp_fn, default_prepare_batch
-from monai.utils.enums import CommonKeys as Keys
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 from torch.optim import Optimizer
 
 from vnas_monai.engine.determinism import restart_data_pass
+from vnas_monai.engine.precision import PrecisionPolicy, float_logits, resolve_precision
+from vnas_monai.engine.trainers import unpack_batch, weight_step
 
 __all__ = [
     "ARCH_LOSS",
@@ -133,13 +134,6 @@ def cycle_loader(loader: Iterable, epoch: int = 0) -> CyclicLoader:
     return CyclicLoader(loader, epoch)
 
 
-def _unpack(batch: Any) -> tuple[Any, Any, tuple, dict]:
-    # MONAI's prepare_batch returns (inputs, targets) or (inputs, targets, args, kwargs)
-    if len(batch) == 2:
-        return batch[0], batch[1], (), {}
-    return batch[0], batch[1], tuple(batch[2]), dict(batch[3])
-
-
 def _check_optimizers(network: torch.nn.Module, optimizer: Optimizer, arch_optimizer: Optimizer | None) -> None:
     arch_ids = {id(p) for p in network.arch_parameters()}
     for group in optimizer.param_groups:
@@ -158,15 +152,6 @@ def _check_optimizers(network: torch.nn.Module, optimizer: Optimizer, arch_optim
                 )
 
 
-def _resolve_dtype(dtype: Any) -> Any:
-    if isinstance(dtype, str):
-        name = dtype.replace("torch.", "")
-        if not isinstance(getattr(torch, name, None), torch.dtype):
-            raise ValueError(f"amp_kwargs dtype {dtype!r} is not a torch dtype (e.g. 'bfloat16', 'float16').")
-        return getattr(torch, name)
-    return dtype
-
-
 class VNASSearchTrainer(SupervisedTrainer):
     """V-NAS architecture search (paper Alg. 1, first-order DARTS) as a MONAI ``SupervisedTrainer``.
 
@@ -182,9 +167,10 @@ class VNASSearchTrainer(SupervisedTrainer):
     updates and, with ``engine.state.arch_epoch`` (passes over ``S_val``), is part of :meth:`state_dict`, so a
     ``CheckpointSaver`` holding the trainer resumes the counters; the ``S_val`` iterator itself restarts at a new pass.
 
-    AMP uses one code path on every device: ``torch.autocast(device.type)`` and ``torch.amp.GradScaler`` (enabled
-    only for CUDA float16). On CPU, ``amp=True`` autocasts only when a dtype is asked for explicitly
-    (``amp_kwargs={"dtype": "bfloat16"}``); otherwise it runs in float32.
+    Precision uses one code path on every device (:mod:`vnas_monai.engine.precision`): both forward passes run
+    under the policy's ``torch.autocast`` (bf16 on CPUs with AMX / AVX-512 BF16 and on bf16 GPUs with ``"auto"``),
+    both losses on float32 logits, and a ``torch.amp.GradScaler`` per optimizer is enabled for float16 only.
+    alpha/beta, the weights and the optimizer states stay float32.
 
     Args:
         device: ``"auto"``, ``"cpu"``, ``"cuda:N"`` or a ``torch.device`` (see :func:`select_device`).
@@ -200,7 +186,7 @@ class VNASSearchTrainer(SupervisedTrainer):
             required unless ``network.mix``.
         arch_warmup_epochs: weight-only epochs before architecture updates start (paper: 20).
         arch_loss_function: loss for the architecture step; defaults to ``loss_function``.
-        amp_kwargs: extra ``torch.autocast`` arguments; ``dtype`` may be a string such as ``"bfloat16"``.
+        precision: ``"auto"``, ``"fp32"``, ``"bf16"``, ``"fp16"`` (bundle key ``precision``) or a resolved policy.
         Other arguments: as :class:`monai.engines.SupervisedTrainer`.
 
     Raises:
@@ -230,13 +216,12 @@ class VNASSearchTrainer(SupervisedTrainer):
         additional_metrics: dict | None = None,
         metric_cmp_fn: Callable = default_metric_cmp_fn,
         train_handlers: Sequence | None = None,
-        amp: bool = False,
+        precision: str | PrecisionPolicy = "auto",
         event_names: list | None = None,
         event_to_attr: dict | None = None,
         decollate: bool = True,
         optim_set_to_none: bool = False,
         to_kwargs: dict | None = None,
-        amp_kwargs: dict | None = None,
     ) -> None:
         device = select_device(device)
         net = unwrap_network(network)
@@ -250,11 +235,7 @@ class VNASSearchTrainer(SupervisedTrainer):
                 "a V-NAS search needs arch_data_loader (S_val) and arch_optimizer (Adam over arch_parameters()); "
                 "only the 'Mix' baseline (network.mix=True, alpha/beta frozen) runs without them."
             )
-        amp_kwargs = dict(amp_kwargs or {})
-        if "dtype" in amp_kwargs:
-            amp_kwargs["dtype"] = _resolve_dtype(amp_kwargs["dtype"])
-        # CPU autocast defaults to bfloat16, which changes numerics and is slow without bf16 hardware: opt-in only
-        autocast_on = bool(amp) and (device.type != "cpu" or "dtype" in amp_kwargs)
+        policy = resolve_precision(precision, device)
         events = list(event_names or []) + [SearchEvents]
         super().__init__(
             device=device,
@@ -273,23 +254,21 @@ class VNASSearchTrainer(SupervisedTrainer):
             additional_metrics=additional_metrics,
             metric_cmp_fn=metric_cmp_fn,
             train_handlers=train_handlers,
-            amp=amp,
+            amp=False,
             event_names=events,
             event_to_attr=event_to_attr,
             decollate=decollate,
             optim_set_to_none=optim_set_to_none,
             to_kwargs=to_kwargs,
-            amp_kwargs=amp_kwargs,
         )
         self.arch_data_loader = arch_data_loader
         self.arch_optimizer = arch_optimizer
         self.arch_warmup_epochs = int(arch_warmup_epochs)
         self.arch_loss_function = loss_function if arch_loss_function is None else arch_loss_function
-        self.autocast_enabled = autocast_on
-        fp16_cuda = autocast_on and device.type == "cuda" and amp_kwargs.get("dtype", torch.float16) == torch.float16
+        self.precision = policy
         # one scaler per optimizer: the two losses come from different batches and are scaled independently
-        self.scaler = torch.amp.GradScaler(device.type, enabled=fp16_cuda)
-        self.arch_scaler = torch.amp.GradScaler(device.type, enabled=fp16_cuda)
+        self.scaler = policy.grad_scaler()
+        self.arch_scaler = policy.grad_scaler()
         self._arch_cycle = CyclicLoader(arch_data_loader) if arch_data_loader is not None else None
         self.state.arch_iteration = 0
         self.state.arch_epoch = 0
@@ -371,7 +350,7 @@ class VNASSearchTrainer(SupervisedTrainer):
         self.logger.info(
             f"V-NAS search on {self.state.device}: epoch {self.state.epoch}/{self.state.max_epochs}, "
             f"{self.state.arch_iteration} architecture updates done, "
-            f"architecture updates: {mode}, autocast: {self.autocast_enabled}."
+            f"architecture updates: {mode}, {self.precision.describe()}."
         )
         if not self.mix and self.arch_warmup_epochs >= self.state.max_epochs:
             self.logger.warning(
@@ -379,37 +358,12 @@ class VNASSearchTrainer(SupervisedTrainer):
                 "the architecture will never be updated."
             )
 
-    def _autocast(self) -> Any:
-        return torch.autocast(device_type=self.state.device.type, enabled=self.autocast_enabled, **self.amp_kwargs)
-
     # ----------------------------------------------------------------- Alg. 1
     def _iteration(self, engine: VNASSearchTrainer, batchdata: Any) -> dict:  # type: ignore[override]
         """One iteration of Alg. 1: weight step on the ``S_train`` batch, then architecture step on ``S_val``."""
-        if batchdata is None:
-            raise ValueError("Must provide batch data for current iteration.")
-        batch = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking, **engine.to_kwargs)
-        inputs, targets, args, kwargs = _unpack(batch)
-        engine.state.output = {Keys.IMAGE: inputs, Keys.LABEL: targets, ARCH_LOSS: None}
-        engine.network.train()
-
-        # (1) w <- w - lr * grad_w L_train(w, alpha, beta)
-        engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
-        with engine._autocast():
-            pred = engine.inferer(inputs, engine.network, *args, **kwargs)
-            engine.state.output[Keys.PRED] = pred
-            engine.fire_event(IterationEvents.FORWARD_COMPLETED)
-            loss = engine.loss_function(pred, targets).mean()
-            engine.state.output[Keys.LOSS] = loss
-            engine.fire_event(IterationEvents.LOSS_COMPLETED)
-        engine.scaler.scale(loss).backward()
-        engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
-        # the S_train gradient of alpha/beta is a by-product of backward; first-order DARTS never uses it
-        for p in engine.supernet.arch_parameters():
-            p.grad = None
-        engine.scaler.step(engine.optimizer)
-        engine.scaler.update()
-        engine.state.output[Keys.PRED] = pred.detach()
-        engine.state.output[Keys.LOSS] = loss.detach()
+        # (1) w <- w - lr * grad_w L_train(w, alpha, beta); the S_train gradient of alpha/beta is a by-product of
+        # backward that first-order DARTS never uses
+        weight_step(engine, batchdata, output={ARCH_LOSS: None}, discard_grads=engine.supernet.arch_parameters())
 
         # (2) alpha, beta <- Adam step on grad_{alpha,beta} L_val(w, alpha, beta), w fixed (first order)
         if engine.arch_step_enabled():
@@ -427,15 +381,15 @@ class VNASSearchTrainer(SupervisedTrainer):
         batchdata = next(cycle)
         self.state.arch_epoch = cycle.epoch
         batch = self.prepare_batch(batchdata, self.state.device, self.non_blocking, **self.to_kwargs)
-        inputs, targets, args, kwargs = _unpack(batch)
+        inputs, targets, args, kwargs = unpack_batch(batch)
         params = [p for p in self.supernet.arch_parameters() if p.requires_grad]
         self.arch_optimizer.zero_grad(set_to_none=True)  # type: ignore[union-attr]
         ddp = isinstance(self.network, DistributedDataParallel)
         # DDP's reducer expects a full backward; alpha/beta gradients are averaged by hand below instead
         with self.network.no_sync() if ddp else nullcontext():  # type: ignore[operator]
-            with self._autocast():
+            with self.precision.autocast():
                 pred = self.inferer(inputs, self.network, *args, **kwargs)
-                loss = self.arch_loss_function(pred, targets).mean()
+            loss = self.arch_loss_function(float_logits(pred), targets).mean()
             # gradients for alpha/beta only: the weights' .grad are never touched by the S_val loss
             grads = torch.autograd.grad(self.arch_scaler.scale(loss), params, allow_unused=True)
         world = dist.get_world_size() if ddp and dist.is_available() and dist.is_initialized() else 1

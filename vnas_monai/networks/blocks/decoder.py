@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vnas_monai.networks.layers import ConvNormAct
+from vnas_monai.networks.layers import ConvNormAct, max_pool3d
 
 from .candidates import get_candidate, op_name
 from .mixed import MixedOp
@@ -136,7 +136,7 @@ class PVP(nn.Module):
         for i, proj in enumerate(self.proj):
             size = self.pool_sizes[i]
             k = [min(size, h), min(size, w), 1]
-            y = proj(F.max_pool3d(x, k, k))
+            y = proj(max_pool3d(x, k, k))
             outs.append(F.interpolate(y, size=[h, w, d], mode="trilinear", align_corners=False))
         return torch.cat(outs, 1)
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 from monai.networks.layers.utils import get_act_layer, get_norm_layer
 
-from vnas_monai.networks.layers import ConvNormAct
+from vnas_monai.networks.layers import ConvNormAct, MaxPool3d
 
 from .candidates import get_candidate, op_name
 from .mixed import MixedOp
@@ -33,7 +33,7 @@ class Stem(nn.Module):
         super().__init__()
         self.conv1 = ConvNormAct(3, in_channels, out_channels, (7, 7, 1), (2, 2, 1), act, norm, conv_impl=conv_impl)
         self.conv2 = ConvNormAct(3, out_channels, out_channels, (1, 1, 3), 1, act, norm, conv_impl=conv_impl)
-        self.pool = nn.MaxPool3d((1, 1, 2), (1, 1, 2))
+        self.pool = MaxPool3d((1, 1, 2), (1, 1, 2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.conv2(self.conv1(x)))
@@ -96,13 +96,13 @@ class EncoderCell(nn.Module):
             },
             checkpointing=checkpointing,
         )
-        self.pool: nn.Module = nn.MaxPool3d((1, 1, stride), (1, 1, stride)) if stride > 1 else nn.Identity()
+        self.pool: nn.Module = MaxPool3d((1, 1, stride), (1, 1, stride)) if stride > 1 else nn.Identity()
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_channels != out_channels:
             # AH-Net's projection shortcut: in-plane strided 1x1x1 conv, slice max-pool, norm.
             self.shortcut = nn.Sequential(
                 nn.Conv3d(in_channels, out_channels, 1, stride=(stride, stride, 1), bias=False),
-                nn.MaxPool3d((1, 1, stride), (1, 1, stride)) if stride > 1 else nn.Identity(),
+                MaxPool3d((1, 1, stride), (1, 1, stride)) if stride > 1 else nn.Identity(),
                 get_norm_layer(name=norm, spatial_dims=3, channels=out_channels) if norm is not None else nn.Identity(),
             )
         self.act = get_act_layer(name=act) if act is not None else nn.Identity()

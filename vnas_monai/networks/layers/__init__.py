@@ -10,17 +10,20 @@ from .convs import (
     same_padding,
 )
 from .memory import is_channels_last, set_conv_memory_format, to_channels_last, to_contiguous_format
+from .pooling import MaxPool3d, max_pool3d
 
 __all__ = [
     "AUTO_TABLE",
     "ConvImpl",
     "ConvMemoryFormat",
     "ConvNormAct",
+    "MaxPool3d",
     "SliceConv3d",
     "as_triple",
     "auto_form",
     "is_channels_last",
     "kernel_kind",
+    "max_pool3d",
     "same_padding",
     "set_conv_memory_format",
     "to_channels_last",

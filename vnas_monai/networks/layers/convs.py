@@ -69,8 +69,11 @@ class ConvMemoryFormat(StrEnum):
     - ``channels_last``: convert the input (a no-op when it already is) and compute in ``channels_last_3d``
       (N, H, W, D, C in memory); the output is channels-last, so the norm, activation, pooling and concatenation
       after it stay channels-last and the next convolution converts nothing.
-    - ``auto``: ``channels_last`` on CPU, where it was measured faster (see :data:`AUTO_TABLE`), ``preserve``
-      elsewhere (not measured here; ``benchmarks/bench_search.py`` measures it on a GPU).
+    - ``auto``: ``channels_last`` on CPU in float32, where it was measured faster (see :data:`AUTO_TABLE`);
+      NCDHW on CPU under bfloat16 autocast, where channels-last is slower (supernet search step at
+      ``init_filters`` 16, 64x64x64, batch 2: 0.62 s NCDHW against 0.97 s channels-last; bf16 batch norm over odd
+      channel counts such as the decoder's 21 is 6x slower channels-last); ``preserve`` elsewhere (not measured
+      here; ``benchmarks/bench_search.py`` measures it on a GPU).
     """
 
     PRESERVE = "preserve"
@@ -192,10 +195,18 @@ class SliceConv3d(nn.Conv3d):
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, impl={self.impl}, memory_format={self.memory_format}"
 
+    @torch.jit.unused
+    def _cpu_bf16_autocast(self) -> bool:
+        return torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+
     def channels_last_for(self, x: torch.Tensor) -> bool:
         """Whether this call computes channels-last (see :class:`ConvMemoryFormat`)."""
-        if self.memory_format == "channels_last" or (self.memory_format == "auto" and x.device.type == "cpu"):
+        if self.memory_format == "channels_last":
             return True
+        if self.memory_format == "auto" and x.device.type == "cpu":
+            if torch.jit.is_scripting():
+                return True
+            return not self._cpu_bf16_autocast()
         # "preserve" (or "auto" off CPU): strictly channels-last inputs only (C = 1 inputs are both)
         return x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous()
 

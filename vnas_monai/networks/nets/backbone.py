@@ -26,7 +26,7 @@ import torch.nn as nn
 from vnas_monai.arch import ENCODER_GROUPS, NUM_DECODER_BLOCKS, NUM_ENCODER_CELLS
 from vnas_monai.networks.blocks.decoder import PVP, DecoderCell, FinalHead, Transition
 from vnas_monai.networks.blocks.encoder import EncoderCell, Stem
-from vnas_monai.networks.layers import ConvImpl, ConvMemoryFormat, set_conv_memory_format
+from vnas_monai.networks.layers import ConvImpl, ConvMemoryFormat, MaxPool3d, set_conv_memory_format
 
 __all__ = ["VNASBackbone", "DIVISOR"]
 
@@ -105,7 +105,7 @@ class VNASBackbone(nn.Module):
         cell_kw = dict(act=act, norm=norm, checkpointing=checkpointing, conv_impl=conv_impl)
 
         self.stem = Stem(in_channels, f, act, norm, conv_impl)
-        self.pool = nn.MaxPool3d(2, 2)
+        self.pool = MaxPool3d(2, 2)
         cells, in_ch, i = [], f, 0
         self.stage_channels: list[int] = []
         for stage, (n_cells, stride) in enumerate(zip(ENCODER_GROUPS, _STAGE_STRIDES)):

@@ -1,0 +1,122 @@
+"""bfloat16 autocast through V-NAS networks: every candidate agrees with float32, activations stay bf16 end to end
+(no silent float32 promotion by pools, mixing weights or concatenations), and the auto layout is NCDHW in bf16."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from vnas_monai.arch import OP_NAMES
+from vnas_monai.networks import VNASNet, VNASSupernet
+from vnas_monai.networks.blocks.decoder import DecoderCell
+from vnas_monai.networks.blocks.encoder import EncoderCell
+from vnas_monai.networks.layers import MaxPool3d, SliceConv3d, max_pool3d
+
+BF16 = dict(device_type="cpu", dtype=torch.bfloat16)
+
+#: bf16 keeps 8 mantissa bits (relative rounding 2^-9 per value); after a few convs and batch norms the outputs
+#: of a candidate agree with float32 to within this fraction of their largest magnitude
+CANDIDATE_RTOL = 0.05
+
+
+def _rel_err(low: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((low.float() - ref).abs().max() / ref.abs().max().clamp_min(1e-6))
+
+
+@pytest.mark.parametrize("op", OP_NAMES)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_encoder_candidate_bf16_matches_fp32(op, stride):
+    torch.manual_seed(0)
+    cell = EncoderCell(8, 4, stride, [op], act="relu", norm="batch").eval()
+    x = torch.randn(2, 8, 8, 12, 6)
+    with torch.no_grad():
+        ref = cell(x, None, None)
+        with torch.autocast(**BF16):
+            low = cell(x, None, None)
+    assert low.dtype == torch.bfloat16 and low.shape == ref.shape
+    assert _rel_err(low, ref) < CANDIDATE_RTOL
+
+
+@pytest.mark.parametrize("op", OP_NAMES)
+def test_decoder_candidate_bf16_matches_fp32(op):
+    torch.manual_seed(0)
+    cell = DecoderCell(6, [op], act="relu", norm="batch", num_layers=2, growth=3, bn_size=2).eval()
+    x = torch.randn(2, 6, 8, 12, 4)
+    with torch.no_grad():
+        ref = cell(x)
+        with torch.autocast(**BF16):
+            low = cell(x.bfloat16())
+    assert low.dtype == torch.bfloat16 and low.shape == ref.shape
+    assert _rel_err(low, ref) < CANDIDATE_RTOL
+
+
+def _float32_outputs(net: nn.Module, x: torch.Tensor) -> list[str]:
+    """Names of the modules whose output is float32 under bf16 autocast (each is a silent promotion)."""
+    found: list[str] = []
+    hooks = [
+        m.register_forward_hook(
+            lambda m, i, o, n=n: found.append(n) if isinstance(o, torch.Tensor) and o.dtype == torch.float32 else None
+        )
+        for n, m in net.named_modules()
+        if n
+    ]
+    with torch.autocast(**BF16):
+        out = net(x)
+    for h in hooks:
+        h.remove()
+    assert out.dtype == torch.bfloat16
+    return found
+
+
+@pytest.mark.parametrize("mode", ["mixed", "sampled"])
+def test_supernet_stays_bf16_end_to_end(mode):
+    torch.manual_seed(0)
+    net = VNASSupernet(in_channels=1, out_channels=3, init_filters=4, search_mode=mode).train()
+    assert _float32_outputs(net, torch.randn(2, 1, 64, 32, 32)) == []
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+
+
+def test_discrete_net_stays_bf16_and_scripts():
+    net = VNASNet(in_channels=2, out_channels=2, architecture="nih", init_filters=4).eval()
+    with torch.no_grad():
+        assert _float32_outputs(net, torch.randn(1, 2, 32, 64, 32)) == []
+        scripted = torch.jit.script(net)
+        x = torch.randn(1, 2, 32, 64, 32)
+        assert torch.allclose(scripted(x), net(x), atol=1e-5)
+
+
+def test_pools_keep_dtype_under_autocast_and_equal_plain_pool():
+    x = torch.randn(2, 3, 8, 6, 4).bfloat16()
+    with torch.autocast(**BF16):
+        assert torch.nn.functional.max_pool3d(x, 2, 2).dtype == torch.float32  # the autocast policy we step out of
+        a = MaxPool3d((2, 2, 1), (2, 2, 1))(x)
+        b = max_pool3d(x, [2, 2, 2], [2, 2, 2])
+    assert a.dtype == b.dtype == torch.bfloat16
+    assert torch.equal(a, torch.nn.functional.max_pool3d(x, (2, 2, 1), (2, 2, 1)))
+    assert torch.equal(b, torch.nn.functional.max_pool3d(x, 2, 2))
+    meta = torch.empty(1, 1, 4, 4, 4, device="meta")
+    assert MaxPool3d(2, 2)(meta).shape == (1, 1, 2, 2, 2)
+
+
+def test_auto_layout_is_ncdhw_in_bf16_and_channels_last_in_fp32():
+    conv = SliceConv3d(4, 4, (3, 3, 1), padding=(1, 1, 0), memory_format="auto")
+    x = torch.randn(1, 4, 8, 8, 4)
+    assert conv.channels_last_for(x)
+    with torch.autocast(**BF16):
+        assert not conv.channels_last_for(x)
+        y = conv(x)
+    assert y.is_contiguous() and y.dtype == torch.bfloat16
+
+
+def test_bf16_search_gradients_reach_alpha_and_every_weight():
+    torch.manual_seed(0)
+    net = VNASSupernet(in_channels=1, out_channels=2, init_filters=4).train()
+    x, y = torch.randn(2, 1, 32, 64, 32), torch.randint(0, 2, (2, 32, 64, 32))
+    with torch.autocast(**BF16):
+        out = net(x)
+    nn.functional.cross_entropy(out.float(), y).backward()
+    missing = [n for n, p in net.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert missing == []
+    assert net.alpha.grad.abs().sum() > 0 and net.beta.grad.abs().sum() > 0
+    assert all(p.grad.dtype == torch.float32 for p in net.parameters())
