@@ -146,6 +146,7 @@ def test_configs_parse_and_instantiate(bundle):
     assert isinstance(parser.get_parsed_content("preprocessing"), Compose)
     assert isinstance(parser.get_parsed_content("postprocessing"), Compose)
     inferer = parser.get_parsed_content("inferer")
+    inferer = getattr(inferer, "inferer", inferer)  # PrecisionInferer wraps MONAI's sliding window
     assert isinstance(inferer, SlidingWindowInferer) and list(inferer.roi_size) == ROI
     assert parser.get_parsed_content("run_device") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

@@ -5,6 +5,7 @@ settings stored with a training run (:mod:`.settings`), the short failure messag
 from __future__ import annotations
 
 from .figures import OverlayWriter, plot_architecture, save_overlay
+from .finish import prune_checkpoints, report_search
 from .metrics import SegmentationMetricsWriter, case_metrics, format_markdown, summarize, write_reports
 from .settings import check_run_settings, load_run_settings, save_run_settings, stage_dir, stored_setting
 from .utils import (
@@ -18,8 +19,6 @@ from .utils import (
     load_state_dict,
     load_weights,
     parse_flip_axes,
-    prune_checkpoints,
-    report_search,
     resolve_architecture,
     resolve_class_names,
     save_architecture,

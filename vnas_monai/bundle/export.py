@@ -274,8 +274,14 @@ def export_bundle(
     import torch
 
     from vnas_monai.arch import Architecture
-    from vnas_monai.bundle.settings import CHECKED_SETTINGS, check_run_settings, load_run_settings, resolve_checkpoint
-    from vnas_monai.bundle.utils import load_state_dict, shape_mismatch
+    from vnas_monai.bundle.settings import (
+        CHECKED_SETTINGS,
+        check_run_settings,
+        load_run_settings,
+        resolve_checkpoint,
+        shape_mismatch,
+    )
+    from vnas_monai.bundle.utils import load_state_dict
     from vnas_monai.networks import VNASNet
 
     settings, source = read_source_settings(bundle_dir)

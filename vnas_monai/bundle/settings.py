@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ __all__ = [
     "resolve_checkpoint",
     "save_run_settings",
     "settings_from_state_dict",
+    "shape_mismatch",
     "stage_dir",
     "stored_setting",
 ]
@@ -162,3 +164,27 @@ def check_run_settings(checkpoint: str | os.PathLike | None, **values: Any) -> b
             f"{name}={stored[name]!r} ({source}). Leave --{name} out to use the stored value."
         )
     return True
+
+
+def shape_mismatch(network: Any, state: Mapping[str, Any], path: Any = "weights") -> str | None:
+    """One line on why ``state`` does not fit ``network`` by shape (width, channels, classes), or None if it does.
+
+    PyTorch's own message lists every tensor (about 1,300 lines for a VNASNet of another ``init_filters``).
+    """
+    own = network.state_dict()
+    differ = [k for k, v in state.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
+    if not differ:
+        return None
+    got, want = settings_from_state_dict(dict(state)), settings_from_state_dict(own)
+    keys = [k for k in ("init_filters", "in_channels", "num_classes") if k in got and got.get(k) != want.get(k)]
+    first = differ[0]
+    cause = (
+        ", ".join(f"{k}={got[k]} (the network was built with {k}={want.get(k)})" for k in keys)
+        if keys else f"{first}: {tuple(state[first].shape)} in the file, {tuple(own[first].shape)} in the network"
+    )
+    return (
+        f"weights file {path} does not fit the network: {len(differ)} of {len(own)} tensors differ in shape; "
+        f"the weights were trained with {cause}. Pass the training run's values (or its settings.json beside the "
+        "weights)." if keys else
+        f"weights file {path} does not fit the network: {len(differ)} tensors differ in shape, first {cause}."
+    )

@@ -37,11 +37,8 @@ __all__ = [
     "load_state_dict",
     "load_weights",
     "resolve_architecture",
-    "shape_mismatch",
     "resolve_class_names",
     "parse_flip_axes",
-    "prune_checkpoints",
-    "report_search",
     "save_architecture",
     "scan_image_dir",
     "validate_at_end",
@@ -118,38 +115,14 @@ def load_state_dict(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in data.items()}
 
 
-def shape_mismatch(network: torch.nn.Module, state: Mapping[str, torch.Tensor], path: Any = "weights") -> str | None:
-    """One line on why ``state`` does not fit ``network`` by shape (width, channels, classes), or None if it does.
-
-    PyTorch's own message lists every tensor (about 1,300 lines for a VNASNet of another ``init_filters``).
-    """
-    from vnas_monai.bundle.settings import settings_from_state_dict
-
-    own = network.state_dict()
-    differ = [k for k, v in state.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
-    if not differ:
-        return None
-    got, want = settings_from_state_dict(dict(state)), settings_from_state_dict(own)
-    keys = [k for k in ("init_filters", "in_channels", "num_classes") if k in got and got.get(k) != want.get(k)]
-    first = differ[0]
-    cause = (
-        ", ".join(f"{k}={got[k]} (the network was built with {k}={want.get(k)})" for k in keys)
-        if keys else f"{first}: {tuple(state[first].shape)} in the file, {tuple(own[first].shape)} in the network"
-    )
-    return (
-        f"weights file {path} does not fit the network: {len(differ)} of {len(own)} tensors differ in shape; "
-        f"the weights were trained with {cause}. Pass the training run's values (or its settings.json beside the "
-        "weights)." if keys else
-        f"weights file {path} does not fit the network: {len(differ)} tensors differ in shape, first {cause}."
-    )
-
-
 def load_weights(network: torch.nn.Module, path: str | os.PathLike, map_location: Any = "cpu") -> torch.nn.Module:
     """Load ``path`` (see :func:`load_state_dict`) into ``network`` strictly and return the network.
 
     Raises:
         ValueError: the weights do not fit: one line naming the width / channels / classes they were trained with.
     """
+    from vnas_monai.bundle.settings import shape_mismatch
+
     state = load_state_dict(path, map_location)
     mismatch = shape_mismatch(network, state, path)
     if mismatch:
@@ -419,48 +392,3 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` atomically, creating parent folders."""
     atomic_write_text(path, text)
     return Path(path)
-
-
-def prune_checkpoints(output_dir: str | os.PathLike, final: str = "checkpoint_final.pt") -> list[str]:
-    """Delete the ``checkpoint_epoch=N.pt`` files that are byte-identical to ``final`` (after a complete run the last
-    epoch's checkpoint is the final one again: two identical files of up to tens of MB). Returns the deleted paths."""
-    import filecmp
-
-    folder = Path(output_dir)
-    target = folder / final
-    if not target.is_file():
-        return []
-    removed = []
-    for path in sorted(folder.glob("checkpoint_epoch=*.pt")):
-        if path.stat().st_size == target.stat().st_size and filecmp.cmp(path, target, shallow=False):
-            path.unlink()
-            removed.append(str(path))
-    return removed
-
-
-def report_search(
-    network: Any, output_dir: str | os.PathLike, arch_warmup_epochs: int = 0, max_epochs: int | None = None,
-    tolerance: float | None = None,
-) -> str:
-    """Print (and return) the outcome of a search: the architecture if the probabilities decided it, else that the
-    search is undecided and why (a short demo run's architecture steps barely move alpha and beta from uniform)."""
-    from vnas_monai.engine.plots import UNDECIDED_TOLERANCE
-
-    tol = UNDECIDED_TOLERANCE if tolerance is None else float(tolerance)
-    probs = network.arch_probabilities()
-    rows = [row for part in ("encoder", "decoder") for row in probs[part].tolist()]
-    spread = max(abs(v - 1.0 / len(row)) for row in rows for v in row)
-    enc, dec = network.derive().to_paper()
-    arch_file = os.path.join(str(output_dir), "arch.json")
-    if spread < tol:
-        steps = "no epoch" if max_epochs is None else f"{max(int(max_epochs) - int(arch_warmup_epochs), 0)} epoch(s)"
-        message = (
-            f"architecture undecided: every choice probability is within {spread:.3f} of uniform (1/3, tolerance "
-            f"{tol}), so the argmax (encoder [{enc}]  decoder [{dec}]) is not a finding. Too few architecture steps: "
-            f"{steps} of architecture updates after {arch_warmup_epochs} warm-up epoch(s); search longer (the paper "
-            f"runs 40,000 iterations). Written to {arch_file}"
-        )
-    else:
-        message = f"searched architecture (0=2D, 1=3D, 2=P3D): encoder [{enc}]  decoder [{dec}]; written to {arch_file}"
-    print(message)
-    return message
