@@ -50,7 +50,8 @@ def run_precision(args: argparse.Namespace) -> None:
     arch = work / "fold0" / "search" / "arch.json"
     start = time.perf_counter()
     run_bundle(BUNDLE / "train.json", "run", **common, **train, max_epochs=args.train_epochs,
-               epoch_length=args.epoch_length, val_interval=10_000, loss="dice_ce", arch=str(arch))
+               epoch_length=args.epoch_length, val_interval=10_000, loss="dice_ce", arch=str(arch),
+               class_names="auto")
     timings["train_s"] = time.perf_counter() - start
     start = time.perf_counter()
     run_bundle(BUNDLE / "evaluate.json", "run", **common, arch=str(arch), infer_roi_size=[64, 64, 64],

@@ -139,3 +139,21 @@ def test_benchmark_on_phantoms_end_to_end(tmp_path):
     state = torch.load(tmp_path / "unet" / "model.pt", weights_only=True)
     assert any(k.endswith("weight") for k in state)
     assert (tmp_path / "unet" / "metrics.csv").is_file()
+
+
+def test_vnas_methods_on_phantoms_end_to_end(tmp_path):
+    """V-NAS (search + retraining inside the budget), a random architecture and Mix through the same command."""
+    from vnas_monai.arch import Architecture
+    from vnas_monai.cli import main
+
+    main(["benchmark", "--budget_min", "0.15", "--methods", "vnas,vnas_random1,vnas_mix", "--work_dir", str(tmp_path),
+          "--phantom_cases", "8"])
+    rows = json.loads((tmp_path / "benchmark.json").read_text())["rows"]
+    assert {r["method"] for r in rows} == {"vnas", "vnas_random1", "vnas_mix"}
+    result = json.loads((tmp_path / "vnas" / "result.json").read_text())
+    meta = result["meta"]
+    assert meta["search_iterations"] >= 1 and meta["steps"] >= 1 and "median_margin" in meta["decision"]
+    arch = Architecture.load(tmp_path / "vnas" / "arch.json")
+    assert " | ".join(arch.to_paper()) == meta["architecture"]
+    state = torch.load(tmp_path / "vnas" / "model.pt", weights_only=True)
+    assert "arch_code" in state

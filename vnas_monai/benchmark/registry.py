@@ -28,6 +28,12 @@ METHODS: dict[str, Callable[..., Any] | str] = {
     "unet": "vnas_monai.baselines.unet:train_unet",
     "dynunet": "vnas_monai.baselines.dynunet:train_dynunet",
     "segresnet": "vnas_monai.baselines.segresnet:train_segresnet",
+    "vnas": "vnas_monai.benchmark.vnas:train_vnas",
+    "vnas_mix": "vnas_monai.benchmark.vnas:train_vnas_mix",
+    # three seeded random architectures of the V-NAS space (the search must beat their mean)
+    "vnas_random1": "vnas_monai.benchmark.vnas:train_vnas_random1",
+    "vnas_random2": "vnas_monai.benchmark.vnas:train_vnas_random2",
+    "vnas_random3": "vnas_monai.benchmark.vnas:train_vnas_random3",
 }
 
 

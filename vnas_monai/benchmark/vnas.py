@@ -1,0 +1,211 @@
+"""V-NAS as benchmark methods, on the same plan, fold and pipeline as the baselines (issue 14).
+
+- ``vnas``: the search (paper Alg. 1, first-order DARTS: SGD weight step on S_train, Adam architecture step on
+  S_val) for ``search_fraction`` of the budget, then the derived architecture retrained from scratch on
+  S_train + S_val for the rest. The search's time is part of the budget.
+- ``vnas_random1`` .. ``vnas_random3``: three seeded random architectures, each trained for the whole budget
+  (Li & Talwalkar 2019: the baseline a search must beat).
+- ``vnas_mix``: the paper's "Mix" baseline, the supernet with alpha/beta frozen uniform, trained for the whole
+  budget.
+
+Every network is V-NAS's at ``init_filters`` 16 with the patch fitted to the plan's median shape in multiples of 32
+(V-NAS reduces each axis 32-fold). The weights follow the paper's optimiser (SGD 0.05, momentum 0.9, weight decay
+5e-4, poly 0.9 over the budget) with Dice + CE for the retraining (cross-entropy alone, the paper's, for the
+search's ranking), in the precision ``auto`` picks.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vnas_monai.arch import NUM_DECODER_BLOCKS, NUM_ENCODER_CELLS, OP_NAMES, Architecture
+
+__all__ = [
+    "VNAS_RECIPE",
+    "random_architecture",
+    "search_architecture",
+    "train_vnas",
+    "train_vnas_mix",
+    "train_vnas_random",
+    "train_vnas_random1",
+    "train_vnas_random2",
+    "train_vnas_random3",
+]
+
+#: V-NAS's retraining recipe in the benchmark (paper §3.3 optimiser, nnU-Net's loss).
+VNAS_RECIPE: dict[str, Any] = {"optimizer": "SGD", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4,
+                               "schedule": "poly", "loss": "DiceCE", "init_filters": 16, "precision": "auto"}
+DIVISIBLE_BY = 32
+#: the paper's architecture step: Adam 3e-4 over 40,000 iterations, i.e. at most about 12 per logit in total
+PAPER_ARCH_LR, PAPER_ARCH_MOVE, MAX_ARCH_LR = 3e-4, 3e-4 * 40_000, 0.05
+
+
+def _roi(plan: Mapping[str, Any]) -> list[int]:
+    from vnas_monai.plan import fit_patch_size
+
+    return fit_patch_size(plan["median_shape"], DIVISIBLE_BY)
+
+
+def _recipe() -> dict[str, Any]:
+    from vnas_monai.engine import resolve_precision
+
+    return dict(VNAS_RECIPE, precision=resolve_precision("auto", "cpu").name)
+
+
+def _sgd(params: Any) -> torch.optim.Optimizer:
+    r = VNAS_RECIPE
+    return torch.optim.SGD(params, lr=r["lr"], momentum=r["momentum"], weight_decay=r["weight_decay"])
+
+
+def search_architecture(
+    plan: Mapping[str, Any],
+    splits: Mapping[str, Sequence[Mapping[str, Any]]],
+    budget_s: float,
+    work_dir: str | os.PathLike,
+    seed: int = 0,
+    warmup_fraction: float = 0.3,
+    epoch_length: int = 10,
+    arch_learning_rate: float | str = "scaled",
+    max_steps: int | None = None,
+) -> tuple[Architecture, dict[str, Any]]:
+    """Alg. 1 on S_train / S_val within ``budget_s`` seconds; weight-only warm-up for ``warmup_fraction`` of it.
+
+    ``arch_learning_rate="scaled"`` gives the architecture the paper's total Adam movement in the steps the budget
+    allows: Adam moves a logit by at most about its learning rate per step, and the paper's 3e-4 over its 40,000
+    iterations allows 12; a budgeted search with N architecture steps gets ``12 / N`` (N estimated from the first
+    epoch's time), capped at 0.05. With 3e-4 a few hundred CPU steps leave every probability near 1/3.
+
+    Returns:
+        The derived architecture (with probabilities, margins and decision) and the search's statistics.
+    """
+    from ignite.engine import Events
+
+    from vnas_monai.baselines.pipeline import make_loader
+    from vnas_monai.engine import DiceCELoss as FastDiceCE
+    from vnas_monai.engine import PolyLR, TimeBudget, VNASSearchTrainer
+    from vnas_monai.networks import VNASSupernet
+
+    torch.manual_seed(seed)
+    roi = _roi(plan)
+    train = make_loader(splits["train"], plan, roi, seed=seed)
+    val = make_loader(splits["val"], plan, roi, seed=seed + 1)
+    net = VNASSupernet(in_channels=1, out_channels=len(plan["class_names"]),
+                       init_filters=VNAS_RECIPE["init_filters"])
+    optimizer = _sgd(net.weight_parameters())
+    scaled = arch_learning_rate == "scaled"
+    arch_optimizer = torch.optim.Adam(net.arch_parameters(), lr=PAPER_ARCH_LR if scaled else float(arch_learning_rate),
+                                      weight_decay=1e-3)
+    # epochs of epoch_length iterations; the warm-up is a number of epochs, estimated from the first epoch's time
+    max_epochs = max(2, int(max_steps // epoch_length) if max_steps else 10**6)
+    trainer = VNASSearchTrainer(
+        device="cpu", max_epochs=max_epochs, train_data_loader=train, network=net, optimizer=optimizer,
+        loss_function=FastDiceCE(to_onehot_y=True, softmax=True, lambda_dice=0.0), arch_data_loader=val,
+        arch_optimizer=arch_optimizer, arch_warmup_epochs=1, epoch_length=epoch_length, precision="auto",
+    )
+    scheduler = PolyLR(optimizer, total_iters=max_epochs * epoch_length, power=0.9)
+    start = time.perf_counter()
+    if max_steps is None:
+        TimeBudget(budget_s, lr_scheduler=scheduler, start=start).attach(trainer)
+
+    def set_warmup(engine: Any) -> None:
+        # weight-only warm-up for warmup_fraction of the budget, in epochs as timed by the first one
+        if engine.state.epoch == 1 and max_steps is None:
+            per_epoch = max(time.perf_counter() - start, 1e-6)
+            engine.arch_warmup_epochs = max(1, int(warmup_fraction * budget_s / per_epoch))
+            if scaled:
+                # an architecture step costs about as much as a weight step: half of an iteration's time
+                steps = max(1.0, (1 - warmup_fraction) * budget_s / per_epoch * epoch_length / 2)
+                for group in arch_optimizer.param_groups:
+                    group["lr"] = min(MAX_ARCH_LR, PAPER_ARCH_MOVE / steps)
+
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, set_warmup)
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda _: scheduler.step())
+    trainer.run()
+    arch = net.derive()
+    arch.meta["decision"] = arch.decision()
+    path = arch.save(Path(work_dir) / "arch.json")
+    stats = {"search_s": round(time.perf_counter() - start, 2), "search_iterations": int(trainer.state.iteration),
+             "arch_steps": int(trainer.state.arch_iteration), "arch_warmup_epochs": int(trainer.arch_warmup_epochs),
+             "architecture": " | ".join(arch.to_paper()), "decision": arch.decision(), "arch_json": str(path),
+             "arch_learning_rate": arch_optimizer.param_groups[0]["lr"]}
+    return arch, stats
+
+
+def _retrain(name: str, net: torch.nn.Module, plan: Mapping[str, Any], splits: Mapping[str, Any], budget_s: float,
+             work_dir: str | os.PathLike, seed: int, max_steps: int | None, extra: Mapping[str, Any]) -> Any:
+    from monai.losses import DiceCELoss
+
+    from vnas_monai.baselines.common import fit
+
+    params = net.weight_parameters() if hasattr(net, "weight_parameters") else net.parameters()
+    trained = fit(name, net, DiceCELoss(to_onehot_y=True, softmax=True), _sgd(params), plan, splits, budget_s,
+                  work_dir, _recipe(), _roi(plan), seed, max_steps)
+    trained.meta.update(extra)
+    return trained
+
+
+def train_vnas(plan: Mapping[str, Any], splits: Mapping[str, Any], budget_s: float, work_dir: str | os.PathLike,
+               seed: int = 0, max_steps: int | None = None, search_fraction: float = 0.3) -> Any:
+    """Benchmark method ``vnas``: search for ``search_fraction`` of the budget, retrain for the rest."""
+    from vnas_monai.networks import VNASNet
+
+    start = time.perf_counter()
+    arch, stats = search_architecture(plan, splits, search_fraction * budget_s, work_dir, seed,
+                                      max_steps=max_steps)
+    torch.manual_seed(seed)
+    net = VNASNet(in_channels=1, out_channels=len(plan["class_names"]), architecture=arch,
+                  init_filters=VNAS_RECIPE["init_filters"])
+    left = max(budget_s - (time.perf_counter() - start), 1.0)
+    return _retrain("vnas", net, plan, splits, left, work_dir, seed, max_steps, stats)
+
+
+def random_architecture(seed: int) -> Architecture:
+    """A uniformly random architecture of the V-NAS space (3^21 codes), from ``seed``."""
+    rng = random.Random(seed)
+    n = len(OP_NAMES)
+    return Architecture([rng.randrange(n) for _ in range(NUM_ENCODER_CELLS)],
+                        [rng.randrange(n) for _ in range(NUM_DECODER_BLOCKS)])
+
+
+def train_vnas_random(plan: Mapping[str, Any], splits: Mapping[str, Any], budget_s: float,
+                      work_dir: str | os.PathLike, seed: int = 0, max_steps: int | None = None, index: int = 1) -> Any:
+    """Random architecture number ``index`` (seeded by it) trained for the whole budget."""
+    from vnas_monai.networks import VNASNet
+
+    arch = random_architecture(1000 + index)
+    torch.manual_seed(seed)
+    net = VNASNet(in_channels=1, out_channels=len(plan["class_names"]), architecture=arch,
+                  init_filters=VNAS_RECIPE["init_filters"])
+    return _retrain(f"vnas_random{index}", net, plan, splits, budget_s, work_dir, seed, max_steps,
+                    {"architecture": " | ".join(arch.to_paper())})
+
+
+def train_vnas_mix(plan: Mapping[str, Any], splits: Mapping[str, Any], budget_s: float,
+                   work_dir: str | os.PathLike, seed: int = 0, max_steps: int | None = None) -> Any:
+    """Benchmark method ``vnas_mix``: the supernet with alpha/beta frozen uniform, trained for the whole budget."""
+    from vnas_monai.networks import VNASSupernet
+
+    torch.manual_seed(seed)
+    net = VNASSupernet(in_channels=1, out_channels=len(plan["class_names"]),
+                       init_filters=VNAS_RECIPE["init_filters"], mix=True)
+    return _retrain("vnas_mix", net, plan, splits, budget_s, work_dir, seed, max_steps, {"architecture": "Mix"})
+
+
+def _random_method(index: int) -> Any:
+    def method(plan: Mapping[str, Any], splits: Mapping[str, Any], budget_s: float, work_dir: str | os.PathLike,
+               seed: int = 0, max_steps: int | None = None) -> Any:
+        return train_vnas_random(plan, splits, budget_s, work_dir, seed=seed, max_steps=max_steps, index=index)
+
+    method.__name__ = method.__qualname__ = f"train_vnas_random{index}"
+    method.__doc__ = f"Benchmark method ``vnas_random{index}``: random architecture number {index}."
+    return method
+
+
+train_vnas_random1, train_vnas_random2, train_vnas_random3 = (_random_method(i) for i in (1, 2, 3))
