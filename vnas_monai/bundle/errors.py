@@ -228,4 +228,7 @@ def install_excepthook(debug: Any = False) -> bool:
         _state["previous"], _state["installed"] = sys.excepthook, True
         sys.excepthook = report_and_exit
         logging.setLogRecordFactory(_short_records(logging.getLogRecordFactory()))
+    from vnas_monai.bundle.logs import keep_log_lines_whole
+
+    keep_log_lines_whole()  # the console's other stumble: log lines appended to a progress bar
     return True
