@@ -29,27 +29,25 @@ def prune_checkpoints(output_dir: str | os.PathLike, final: str = "checkpoint_fi
 
 def report_search(
     network: Any, output_dir: str | os.PathLike, arch_warmup_epochs: int = 0, max_epochs: int | None = None,
-    tolerance: float | None = None,
 ) -> str:
-    """Print (and return) the outcome of a search: the architecture if the probabilities decided it, else that the
-    search is undecided and why (a short demo run's architecture steps barely move alpha and beta from uniform)."""
-    from vnas_monai.engine.plots import UNDECIDED_TOLERANCE
-
-    tol = UNDECIDED_TOLERANCE if tolerance is None else float(tolerance)
-    probs = network.arch_probabilities()
-    rows = [row for part in ("encoder", "decoder") for row in probs[part].tolist()]
-    spread = max(abs(v - 1.0 / len(row)) for row in rows for v in row)
-    enc, dec = network.derive().to_paper()
+    """Print (and return) the outcome of a search: the architecture if the search decided it (median cell margin,
+    best minus second-best probability, of at least :data:`vnas_monai.arch.DECIDED_MARGIN`), else that it is
+    undecided and why (a short run's architecture steps barely move alpha and beta from uniform)."""
+    arch = network.derive()
+    decision = arch.decision()
+    enc, dec = arch.to_paper()
     arch_file = os.path.join(str(output_dir), "arch.json")
-    if spread < tol:
+    margin = f"median cell margin {decision['median_margin']:.3f}"
+    if not decision["decided"]:
         steps = "no epoch" if max_epochs is None else f"{max(int(max_epochs) - int(arch_warmup_epochs), 0)} epoch(s)"
         message = (
-            f"architecture undecided: every choice probability is within {spread:.3f} of uniform (1/3, tolerance "
-            f"{tol}), so the argmax (encoder [{enc}]  decoder [{dec}]) is not a finding. Too few architecture steps: "
+            f"architecture undecided: {margin} < {decision['threshold']:.2f} (best minus second-best probability), "
+            f"so the argmax (encoder [{enc}]  decoder [{dec}]) is not a finding. Too few architecture steps: "
             f"{steps} of architecture updates after {arch_warmup_epochs} warm-up epoch(s); search longer (the paper "
-            f"runs 40,000 iterations). Written to {arch_file}"
+            f"runs 40,000 iterations) or raise arch_learning_rate. Written to {arch_file}"
         )
     else:
-        message = f"searched architecture (0=2D, 1=3D, 2=P3D): encoder [{enc}]  decoder [{dec}]; written to {arch_file}"
+        message = (f"searched architecture (0=2D, 1=3D, 2=P3D): encoder [{enc}]  decoder [{dec}], {margin}; "
+                   f"written to {arch_file}")
     print(message)
     return message

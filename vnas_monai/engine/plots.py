@@ -48,7 +48,8 @@ def plot_probability_history(
     """Plot each cell's candidate probabilities over epochs and write a PNG atomically (temporary file + rename).
 
     One horizontal band per cell (E1..E16 by stage, then D1..D5), each a stacked area of the 2D / 3D / P3D
-    probabilities (they sum to 1) against the epoch; the label gives the current argmax. A single axes keeps the
+    probabilities (they sum to 1) against the epoch; the label gives the current argmax and the cell's margin (best
+    minus second-best probability). A single axes keeps the
     figure cheap to draw (well under a second), so it can be refreshed every epoch of a long search.
 
     Args:
@@ -93,7 +94,8 @@ def plot_probability_history(
             upper = lower + 0.9 * probs[:, k]
             ax.fill_between(epochs, lower, upper, color=_COLORS[k], linewidth=0)
             lower = upper
-        labels.append(f"{name}: {choice_label(probs[-1])}")
+        top = np.sort(probs[-1])[::-1]
+        labels.append(f"{name}: {choice_label(probs[-1])}, margin {top[0] - top[1]:.2f}")
     ax.set_yticks(np.arange(len(cells))[::-1] + 0.45)
     ax.set_yticklabels(labels, fontsize=7)
     for y in np.cumsum((NUM_DECODER_BLOCKS,) + tuple(ENCODER_GROUPS[::-1]))[:-1]:
@@ -106,8 +108,8 @@ def plot_probability_history(
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1.0), ncol=3, fontsize=8, frameon=False,
               borderaxespad=-1.6)
     ax.set_title(title or "V-NAS choice probabilities per cell (stacked: 2D / 3D / P3D)", fontsize=10, pad=18)
-    ax.set_ylabel("cell: E1-E16 encoder (ResNet-50 stages 1-4), D1-D5 decoder; current choice", fontsize=7)
-    fig.subplots_adjust(left=0.22, right=0.98, bottom=0.07, top=0.92)
+    ax.set_ylabel("cell: E1-E16 encoder (ResNet-50 stages 1-4), D1-D5 decoder; current choice, margin", fontsize=7)
+    fig.subplots_adjust(left=0.27, right=0.98, bottom=0.07, top=0.92)
 
     # atomic, with the usual file mode (0o666 minus the umask), not mkstemp's private 0o600
     return atomic_write(path, lambda f: fig.savefig(f, format="png"))
