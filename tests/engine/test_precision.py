@@ -123,6 +123,7 @@ def test_precision_inferer_sliding_window_bf16_close_to_fp32():
         ref = PrecisionInferer(sliding, "fp32")(x, net)
         low = PrecisionInferer(sliding, "bf16")(x, net)
     assert ref.dtype == low.dtype == torch.float32 and ref.shape == low.shape == (1, 2, 20, 16, 12)
+    assert PrecisionInferer(sliding, "bf16").roi_size == (8, 8, 8)  # the wrapped inferer's settings read through
     # bf16 has an 8-bit mantissa: relative error of a short conv stack stays within a few 2^-8
     assert (low - ref).abs().max() <= 0.03 * ref.abs().max()
     with pytest.raises(ValueError, match="precision"):

@@ -123,6 +123,13 @@ class PrecisionInferer(Inferer):
         self._policies: dict[str, PrecisionPolicy] = {}
         self.logger = logging.getLogger(__name__)
 
+    def __getattr__(self, name: str) -> Any:
+        # the wrapped inferer's settings (roi_size, overlap, ...) read through, as callers of a plain inferer expect
+        inferer = self.__dict__.get("inferer")
+        if inferer is None or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(inferer, name)
+
     def policy(self, device: torch.device) -> PrecisionPolicy:
         """The resolved policy for ``device`` (logged once per device type)."""
         if device.type not in self._policies:
