@@ -35,7 +35,7 @@ ARCH_PROB_TOL = 3e-3
 
 TINY = [
     "--init_filters", "4", "--roi_size", "[32,32,32]", "--max_epochs", "2", "--arch_warmup_epochs", "1",
-    "--epoch_length", "2", "--num_samples", "2", "--num_workers", "0", "--amp", "False", "--num_folds", "1",
+    "--epoch_length", "2", "--num_samples", "2", "--num_workers", "0", "--precision", "fp32", "--num_folds", "1",
     "--spacing", "[3.0,3.0,3.0]", "--seed", "3",
 ]
 

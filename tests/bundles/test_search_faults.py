@@ -24,7 +24,7 @@ from vnas_monai.engine.determinism import SeededDataset, SeededSampler, item_see
 SEARCH = str(BUNDLES / "vnas_nih" / "search.json")
 ARGS = [
     "--init_filters", "4", "--roi_size", "[32,32,32]", "--max_epochs", "3", "--arch_warmup_epochs", "1",
-    "--epoch_length", "2", "--num_samples", "2", "--num_workers", "0", "--amp", "False", "--num_folds", "1",
+    "--epoch_length", "2", "--num_samples", "2", "--num_workers", "0", "--precision", "fp32", "--num_folds", "1",
     "--spacing", "[3.0,3.0,3.0]", "--seed", "5", "--device", "cpu",
 ]
 

@@ -26,7 +26,7 @@ WEIGHT_TOL = 1e-2  # ||w_2proc - w_1proc|| / ||w_1proc - w_init||: float32 summa
 
 TINY = [
     "--init_filters", "4", "--roi_size", "[32,32,32]", "--infer_roi_size", "[32,32,32]", "--max_epochs", "2",
-    "--epoch_length", "2", "--num_samples", "2", "--num_workers", "0", "--amp", "False", "--num_folds", "1",
+    "--epoch_length", "2", "--num_samples", "2", "--num_workers", "0", "--precision", "fp32", "--num_folds", "1",
     "--spacing", "[3.0,3.0,3.0]", "--seed", "3", "--val_interval", "1", "--arch", "nih", "--device", "cpu",
 ]
 

@@ -14,7 +14,7 @@ from tests.conftest import BUNDLES
 TRAIN = str(BUNDLES / "vnas_nih" / "train.json")
 ARGS = [
     "--init_filters", "4", "--roi_size", "[32,32,32]", "--infer_roi_size", "[32,32,32]", "--max_epochs", "3",
-    "--epoch_length", "2", "--num_samples", "2", "--num_workers", "0", "--amp", "False", "--num_folds", "1",
+    "--epoch_length", "2", "--num_samples", "2", "--num_workers", "0", "--precision", "fp32", "--num_folds", "1",
     "--spacing", "[3.0,3.0,3.0]", "--seed", "5", "--device", "cpu", "--arch", "p3d", "--val_interval", "1",
 ]
 
