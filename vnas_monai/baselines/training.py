@@ -86,16 +86,18 @@ def train_budgeted(
         max_steps: optional cap on steps (tests).
         log_every_s: progress log interval.
         clip_grad_norm: optional gradient norm clip (nnU-Net: 12).
-        precision: ``"fp32"``, or ``"bf16"``: the forward pass under CPU autocast (convolutions in bfloat16 on
-            oneDNN's AMX / AVX-512 kernels; the loss and the weights stay fp32; no gradient scaler is needed).
+        precision: ``"fp32"``, ``"bf16"`` or ``"auto"`` (:func:`vnas_monai.engine.resolve_precision`): the forward
+            pass under CPU autocast (convolutions in bfloat16 on oneDNN's AMX / AVX-512 kernels; the loss and the
+            weights stay fp32; no gradient scaler is needed).
 
     Returns:
         ``{"steps", "epochs", "train_time_s", "final_loss", "mean_loss_last_100"}``.
     """
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {sorted(SCHEDULES)}, got {schedule!r}.")
-    if precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}.")
+    from vnas_monai.engine.precision import resolve_precision
+
+    policy = resolve_precision(precision, "cpu")  # refuses unknown values, naming the key
     if not budget_s > 0:
         raise ValueError(f"budget_s must be > 0, got {budget_s!r}.")
     factor = SCHEDULES[schedule]
@@ -113,7 +115,7 @@ def train_budgeted(
             x = batch["image"].as_tensor() if hasattr(batch["image"], "as_tensor") else batch["image"]
             y = batch["label"].as_tensor() if hasattr(batch["label"], "as_tensor") else batch["label"]
             optimizer.zero_grad(set_to_none=True)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            with policy.autocast():
                 out = model(x.float().contiguous(memory_format=fmt))
             out = out.float()
             loss = _deep_supervision_loss(loss_fn, out, y) if deep_supervision else loss_fn(out, y)
