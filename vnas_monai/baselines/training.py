@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from vnas_monai.arch import atomic_write
+from vnas_monai.engine.precision import resolve_precision
 
 __all__ = ["TrainedModel", "SCHEDULES", "train_budgeted", "predict_cases", "save_checkpoint", "model_cost"]
 
@@ -95,8 +96,6 @@ def train_budgeted(
     """
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {sorted(SCHEDULES)}, got {schedule!r}.")
-    from vnas_monai.engine.precision import resolve_precision
-
     policy = resolve_precision(precision, "cpu")  # refuses unknown values, naming the key
     if not budget_s > 0:
         raise ValueError(f"budget_s must be > 0, got {budget_s!r}.")
