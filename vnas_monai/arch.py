@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
+
+from vnas_monai.io import atomic_write_text
 
 __all__ = [
     "Architecture",
@@ -26,8 +27,6 @@ __all__ = [
     "NUM_DECODER_BLOCKS",
     "PRESETS",
     "aggregate",
-    "atomic_write",
-    "atomic_write_text",
 ]
 
 #: Candidate names, in code order: code ``i`` is ``OP_NAMES[i]``.
@@ -46,40 +45,6 @@ PRESETS: dict[str, tuple[str, str]] = {
     "msd_lung": ("0 0 0, 1 2 0 1, 2 1 2 0 0 0, 0 0 0", "0 0 2 1 1"),
     "msd_pancreas": ("0 2 2, 2 0 0 0, 2 2 1 2 1 1, 0 1 1", "1 0 2 0 1"),
 }
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> Path:
-    """Write ``path`` through a hidden temporary file in its folder, ``fsync`` and a rename: readers and a process
-    killed at any moment (``SIGKILL`` included) see the previous complete file or the new one, never a partial one.
-
-    Args:
-        path: the file to (re)place; its folder is created.
-        write: writes the content to the binary file object it is given (e.g. ``lambda f: torch.save(obj, f)``).
-
-    The file gets the usual permissions (``0o666`` minus the umask), not ``mkstemp``'s private ``0o600``.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """:func:`atomic_write` of UTF-8 ``text``."""
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def _check_codes(name: str, codes: Sequence[Any], length: int) -> list[int]:

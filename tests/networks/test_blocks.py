@@ -55,3 +55,22 @@ def test_checkpointing_gives_the_same_gradients():
     b(x, w).sum().backward()
     for g1, p in zip(ga, b.parameters()):
         torch.testing.assert_close(p.grad, g1, rtol=1e-4, atol=1e-5)
+
+
+def test_full_resolution_refine_starts_as_identity_and_learns():
+    from vnas_monai.networks.blocks import FullResolutionRefine
+
+    torch.manual_seed(0)
+    block = FullResolutionRefine(2, 3, 4, "relu", "batch")
+    block.reset_out()
+    image, logits = torch.randn(2, 2, 6, 10, 4), torch.randn(2, 3, 6, 10, 4, requires_grad=True)
+    out = block(image, logits)
+    assert out.shape == (2, 3, 6, 10, 4) and torch.equal(out, logits)
+    out.pow(2).sum().backward()
+    # the zeroed correction is the one layer with a gradient at the start; after a step every layer learns
+    assert block.out.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        block.out.weight.add_(0.1)
+    block.zero_grad()
+    block(image, logits.detach()).pow(2).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in block.parameters())

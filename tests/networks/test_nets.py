@@ -146,3 +146,26 @@ def test_cost_orders_2d_p3d_3d_parameters():
     assert costs["3d"]["params"] == sum(p.numel() for p in net.parameters())
     supernet = cost_report(None, roi_size=(64, 64, 64), init_filters=16)
     assert supernet["params"] > costs["3d"]["params"] and "GMACs" in format_cost(supernet)
+
+
+def test_full_resolution_stage_moves_by_state_dict_and_scripts():
+    """The optional full-resolution stage: same module names in supernet and discrete net, starts as the paper's head,
+    every parameter gets a gradient once the correction is non-zero, and TorchScript compiles it."""
+    torch.manual_seed(0)
+    sup = VNASSupernet(out_channels=3, full_resolution_channels=4, **SMALL)
+    net = VNASNet.from_supernet(sup, Architecture.resolve("nih"))
+    assert net.refine is not None and "refine.out.weight" in net.state_dict()
+    plain = VNASNet(out_channels=3, architecture="nih", **SMALL)
+    assert plain.refine is None and not any(k.startswith("refine.") for k in plain.state_dict())
+    x = torch.randn(2, 1, 32, 64, 32)
+    with torch.no_grad():
+        net.refine.out.weight.add_(0.05)
+    net.train()
+    y = net(x)
+    assert y.shape == (2, 3, 32, 64, 32)
+    y.mean().backward()
+    _grads_everywhere(net, list(net.named_parameters()))
+    net.eval()
+    torch.testing.assert_close(torch.jit.script(net)(x), net(x))
+    with pytest.raises(ValueError, match="full_resolution_channels"):
+        VNASNet(architecture="nih", full_resolution_channels=-1, **SMALL)

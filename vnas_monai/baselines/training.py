@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from vnas_monai.arch import atomic_write
 from vnas_monai.engine.precision import resolve_precision
+from vnas_monai.io import atomic_write
 
 __all__ = ["TrainedModel", "SCHEDULES", "train_budgeted", "predict_cases", "save_checkpoint", "model_cost"]
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from vnas_monai.arch import atomic_write_text
+from vnas_monai.io import atomic_write_text
 
 __all__ = ["evaluate_method", "read_result", "write_result"]
 

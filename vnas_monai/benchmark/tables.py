@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from vnas_monai.arch import atomic_write, atomic_write_text
+from vnas_monai.io import atomic_write_png, atomic_write_text
 
 __all__ = ["table_rows", "write_tables", "write_boxplot"]
 
@@ -146,7 +146,7 @@ def write_boxplot(results: Sequence[Mapping[str, Any]], path: str | os.PathLike)
     ax.set_ylabel("Dice (%) per held-out case")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    return atomic_write(path, lambda f: f.write(buf.getvalue()))
+    try:
+        return atomic_write_png(path, fig, dpi=120)
+    finally:
+        plt.close(fig)

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from vnas_monai.arch import ENCODER_GROUPS, NUM_DECODER_BLOCKS, Architecture, atomic_write
+from vnas_monai.arch import ENCODER_GROUPS, NUM_DECODER_BLOCKS, Architecture
+from vnas_monai.io import atomic_write_png
 
 __all__ = ["OverlayWriter", "plot_architecture", "save_overlay"]
 
@@ -39,7 +40,7 @@ def _save(fig: Any, path: str | os.PathLike, dpi: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
     # atomic, with the usual file mode (0o666 minus the umask; mkstemp's 0o600 kept others from viewing it)
-    return atomic_write(path, lambda f: fig.savefig(f, dpi=dpi, format="png"))
+    return atomic_write_png(path, fig, dpi=dpi)
 
 
 def plot_architecture(

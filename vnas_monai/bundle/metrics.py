@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vnas_monai.arch import atomic_write_text
+from vnas_monai.io import atomic_write_text
 
 __all__ = [
     "METRICS",

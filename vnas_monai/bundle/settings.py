@@ -19,7 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from vnas_monai.arch import atomic_write_text
+from vnas_monai.io import atomic_write_text
 
 __all__ = [
     "CHECKED_SETTINGS",

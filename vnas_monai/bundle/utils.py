@@ -22,7 +22,8 @@ from typing import Any
 
 import torch
 
-from vnas_monai.arch import NUM_ENCODER_CELLS, Architecture, atomic_write_text
+from vnas_monai.arch import NUM_ENCODER_CELLS, Architecture
+from vnas_monai.io import atomic_write_text
 
 __all__ = [
     "AUTO",

@@ -12,6 +12,7 @@ from .handlers import (
     search_losses,
 )
 from .losses import DiceCELoss
+from .penalties import ArchEntropyPenalty, arch_entropy
 from .plots import plot_probability_history
 from .precision import Precision, PrecisionPolicy, cpu_bf16_matmul, float_logits, resolve_precision
 from .schedules import PolyLR, TimeBudget, epoch_length_of, epochs_for_iterations, num_iterations
@@ -28,6 +29,7 @@ from .trainers import PrecisionInferer, PrecisionTrainer, unpack_batch
 
 __all__ = [
     "ARCH_LOSS",
+    "ArchEntropyPenalty",
     "ArchitectureLogger",
     "AtomicCheckpointSaver",
     "CyclicLoader",
@@ -38,6 +40,7 @@ __all__ = [
     "PrecisionPolicy",
     "PrecisionTrainer",
     "ResumeCheckpointLoader",
+    "arch_entropy",
     "SearchEvents",
     "SeededDataset",
     "SeededSampler",

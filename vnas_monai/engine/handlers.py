@@ -25,9 +25,10 @@ from ignite.engine import Engine, Events
 from ignite.handlers.checkpoint import BaseSaveHandler
 from monai.handlers import CheckpointLoader, CheckpointSaver
 
-from vnas_monai.arch import NUM_DECODER_BLOCKS, NUM_ENCODER_CELLS, OP_NAMES, atomic_write
+from vnas_monai.arch import NUM_DECODER_BLOCKS, NUM_ENCODER_CELLS, OP_NAMES
 from vnas_monai.engine.plots import plot_probability_history
 from vnas_monai.engine.search import ARCH_LOSS, unwrap_network
+from vnas_monai.io import atomic_write
 
 __all__ = [
     "ArchitectureLogger",

@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from vnas_monai.arch import ENCODER_GROUPS, NUM_DECODER_BLOCKS, NUM_ENCODER_CELLS, OP_NAMES, atomic_write
+from vnas_monai.arch import ENCODER_GROUPS, NUM_DECODER_BLOCKS, NUM_ENCODER_CELLS, OP_NAMES
+from vnas_monai.io import atomic_write_png
 
 __all__ = ["UNDECIDED_TOLERANCE", "choice_label", "plot_probability_history"]
 
@@ -112,4 +113,4 @@ def plot_probability_history(
     fig.subplots_adjust(left=0.27, right=0.98, bottom=0.07, top=0.92)
 
     # atomic, with the usual file mode (0o666 minus the umask), not mkstemp's private 0o600
-    return atomic_write(path, lambda f: fig.savefig(f, format="png"))
+    return atomic_write_png(path, fig)

@@ -186,6 +186,8 @@ class VNASSearchTrainer(SupervisedTrainer):
             required unless ``network.mix``.
         arch_warmup_epochs: weight-only epochs before architecture updates start (paper: 20).
         arch_loss_function: loss for the architecture step; defaults to ``loss_function``.
+        arch_penalty: optional ``penalty(supernet, engine) -> scalar`` added to the architecture loss, e.g.
+            :class:`vnas_monai.engine.ArchEntropyPenalty` (a decided search within a small budget).
         precision: ``"auto"``, ``"fp32"``, ``"bf16"``, ``"fp16"`` (bundle key ``precision``) or a resolved policy.
         Other arguments: as :class:`monai.engines.SupervisedTrainer`.
 
@@ -206,6 +208,7 @@ class VNASSearchTrainer(SupervisedTrainer):
         arch_optimizer: Optimizer | None = None,
         arch_warmup_epochs: int = 0,
         arch_loss_function: Callable | None = None,
+        arch_penalty: Callable | None = None,
         epoch_length: int | None = None,
         non_blocking: bool = False,
         prepare_batch: Callable = default_prepare_batch,
@@ -265,6 +268,7 @@ class VNASSearchTrainer(SupervisedTrainer):
         self.arch_optimizer = arch_optimizer
         self.arch_warmup_epochs = int(arch_warmup_epochs)
         self.arch_loss_function = loss_function if arch_loss_function is None else arch_loss_function
+        self.arch_penalty = arch_penalty
         self.precision = policy
         # one scaler per optimizer: the two losses come from different batches and are scaled independently
         self.scaler = policy.grad_scaler()
@@ -390,8 +394,10 @@ class VNASSearchTrainer(SupervisedTrainer):
             with self.precision.autocast():
                 pred = self.inferer(inputs, self.network, *args, **kwargs)
             loss = self.arch_loss_function(float_logits(pred), targets).mean()
+            # the penalty shapes the step; the returned (logged) loss stays the data term
+            total = loss if self.arch_penalty is None else loss + self.arch_penalty(self.supernet, self)
             # gradients for alpha/beta only: the weights' .grad are never touched by the S_val loss
-            grads = torch.autograd.grad(self.arch_scaler.scale(loss), params, allow_unused=True)
+            grads = torch.autograd.grad(self.arch_scaler.scale(total), params, allow_unused=True)
         world = dist.get_world_size() if ddp and dist.is_available() and dist.is_initialized() else 1
         for p, g in zip(params, grads):
             g = torch.zeros_like(p) if g is None else g

@@ -55,9 +55,10 @@ def weight_step(engine: Any, batchdata: Any, output: dict | None = None, discard
     engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
     with engine.precision.autocast():
         pred = engine.inferer(inputs, engine.network, *args, **kwargs)
-    engine.state.output[Keys.PRED] = pred
+    logits = float_logits(pred)  # cast once: the loss and the handlers both see float32
+    engine.state.output[Keys.PRED] = logits
     engine.fire_event(IterationEvents.FORWARD_COMPLETED)
-    loss = engine.loss_function(float_logits(pred), targets).mean()
+    loss = engine.loss_function(logits, targets).mean()
     engine.state.output[Keys.LOSS] = loss
     engine.fire_event(IterationEvents.LOSS_COMPLETED)
     engine.scaler.scale(loss).backward()
@@ -66,7 +67,7 @@ def weight_step(engine: Any, batchdata: Any, output: dict | None = None, discard
         p.grad = None
     engine.scaler.step(engine.optimizer)
     engine.scaler.update()
-    engine.state.output[Keys.PRED] = float_logits(pred).detach()
+    engine.state.output[Keys.PRED] = logits.detach()
     engine.state.output[Keys.LOSS] = loss.detach()
 
 

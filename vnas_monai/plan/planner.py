@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from vnas_monai.arch import atomic_write_text
+from vnas_monai.io import atomic_write_text
 
 from . import rules
 

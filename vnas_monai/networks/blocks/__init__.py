@@ -1,5 +1,5 @@
 from .candidates import DECODER_CANDIDATES, ENCODER_CANDIDATES, get_candidate, op_name
-from .decoder import PVP, DecoderCell, DenseBranch, DenseLayer, FinalHead, Transition
+from .decoder import PVP, DecoderCell, DenseBranch, DenseLayer, FinalHead, FullResolutionRefine, Transition
 from .encoder import BottleneckBranch, EncoderCell, Stem
 from .mixed import MixedOp
 
@@ -12,6 +12,7 @@ __all__ = [
     "ENCODER_CANDIDATES",
     "EncoderCell",
     "FinalHead",
+    "FullResolutionRefine",
     "MixedOp",
     "PVP",
     "Stem",

@@ -19,7 +19,7 @@ from vnas_monai.networks.layers import ConvNormAct, max_pool3d
 from .candidates import get_candidate, op_name
 from .mixed import MixedOp
 
-__all__ = ["DenseLayer", "DenseBranch", "DecoderCell", "Transition", "PVP", "FinalHead"]
+__all__ = ["DenseLayer", "DenseBranch", "DecoderCell", "Transition", "PVP", "FinalHead", "FullResolutionRefine"]
 
 
 def _upsample(mode: str) -> nn.Upsample:
@@ -154,3 +154,31 @@ class FinalHead(nn.Sequential):
             self.up = nn.ConvTranspose3d(out_channels, out_channels, 2, stride=2)
         else:
             self.up = _upsample(upsample)
+
+
+class FullResolutionRefine(nn.Module):
+    """A light full-resolution stage after the head: the decoder ends at 1/2 of the input grid (the stem's stride),
+    and the head only upsamples logits, so a structure a few voxels thick (hippocampus at 1 mm) gets blocky edges.
+
+    Two 3x3x3 conv-norm-act layers see the image at its own grid (``channels`` features of it) with the upsampled
+    logits and add a correction to those logits, as a U-Net's top level does. The last 1x1x1 conv starts at zero, so
+    the network starts as the paper's head. Not part of the search space: every architecture gets the same stage.
+
+    Shapes: image (N, C, H, W, D), logits (N, K, H, W, D) -> (N, K, H, W, D).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, channels: int, act, norm, conv_impl: str = "auto"):
+        super().__init__()
+        self.image = ConvNormAct(3, in_channels, channels, 3, 1, act, norm, conv_impl=conv_impl)
+        self.fuse = ConvNormAct(3, channels + out_channels, channels, 3, 1, act, norm, conv_impl=conv_impl)
+        self.out = nn.Conv3d(channels, out_channels, 1)
+
+    def reset_out(self) -> None:
+        """Zero the correction (called after the backbone's weight init)."""
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, image: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        features = self.image(image)
+        correction = self.out(self.fuse(torch.cat([features, logits.to(features.dtype)], 1)))
+        return logits + correction.to(logits.dtype)

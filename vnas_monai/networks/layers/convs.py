@@ -205,6 +205,21 @@ class SliceConv3d(nn.Conv3d):
     def _cpu_bf16_autocast(self) -> bool:
         return torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
 
+    def _bf16_height_bug(self, x: torch.Tensor) -> bool:
+        if torch.jit.is_scripting() or x.device.type != "cpu" or not self.kernel_size[0] > x.shape[2] > 1:
+            return False
+        return self._cpu_bf16_autocast()
+
+    @torch.jit.unused
+    def _conv_fp32(self, x, w):  # unannotated: TorchScript reads the signature of unused methods as Tensors
+        # torch 2.13's oneDNN bf16 Conv3d backward returns non-finite weight gradients for kernels 3 high on inputs
+        # 2 high (V-NAS's 1/16 level of a 32-voxel axis; every layout, 3x3x1 and 3x3x3 alike, only the first spatial
+        # axis): such tiny convolutions run in float32, and return to bf16 after
+        bias = None if self.bias is None else self.bias.float()
+        with torch.autocast("cpu", enabled=False):
+            y = self._conv_forward(x.float(), w.float(), bias)
+        return y.to(torch.bfloat16)
+
     def channels_last_for(self, x: torch.Tensor) -> bool:
         """Whether this call computes channels-last (see :class:`ConvMemoryFormat`)."""
         if self.memory_format == "channels_last":
@@ -265,7 +280,10 @@ class SliceConv3d(nn.Conv3d):
                 # an input that is both layouts (1 channel, or 1 voxel) would give an NCDHW output; a channels-last
                 # weight makes oneDNN/cuDNN return channels-last (other weights are not copied on every call)
                 w = w.contiguous(memory_format=torch.channels_last_3d)
-            y = self._conv_forward(x, w, self.bias)
+            if self._bf16_height_bug(x):
+                y = self._conv_fp32(x, w)
+            else:
+                y = self._conv_forward(x, w, self.bias)
         return y.contiguous(memory_format=torch.channels_last_3d) if channels_last else y.contiguous()
 
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from vnas_monai.arch import ENCODER_GROUPS, NUM_DECODER_BLOCKS, NUM_ENCODER_CELLS
-from vnas_monai.networks.blocks.decoder import PVP, DecoderCell, FinalHead, Transition
+from vnas_monai.networks.blocks.decoder import PVP, DecoderCell, FinalHead, FullResolutionRefine, Transition
 from vnas_monai.networks.blocks.encoder import EncoderCell, Stem
 from vnas_monai.networks.layers import ConvImpl, ConvMemoryFormat, MaxPool3d, set_conv_memory_format
 
@@ -57,6 +57,9 @@ class VNASBackbone(nn.Module):
             norm (Goyal et al., 2017; timm's ``zero_init_last``). Retraining from scratch converges much faster
             (hippocampus, F = 16: held-out Dice 0.71/0.73 instead of 0.53/0.57 after 200 steps). The supernet
             keeps it off: its cells would output 0 at first and alpha would get no gradient.
+        full_resolution_channels: width of a :class:`FullResolutionRefine` stage at the input grid after the head
+            (0, the default: the paper's network, whose decoder ends at 1/2 resolution). For structures a few voxels
+            thick, e.g. 8.
         conv_impl: how the convolutions run (a ``ConvImpl``; ``"auto"``: the measured-fastest exact form per kernel
             and device, ``"conv3d"``: plain ``F.conv3d``).
         memory_format: the layout the network computes in (a ``ConvMemoryFormat``): ``"auto"`` (channels-last on
@@ -83,6 +86,7 @@ class VNASBackbone(nn.Module):
         upsample_mode: str = "transpose",
         checkpointing: bool = False,
         zero_init_residual: bool = False,
+        full_resolution_channels: int = 0,
         conv_impl: str = ConvImpl.AUTO,
         memory_format: str = ConvMemoryFormat.AUTO,
     ) -> None:
@@ -135,6 +139,12 @@ class VNASBackbone(nn.Module):
         self.decoder4 = DecoderCell(f, decoder_ops[4], **dense_kw)
         self.pvp = PVP(self.decoder4.out_channels, pvp_pool_sizes)
         self.head = FinalHead(self.decoder4.out_channels + len(pvp_pool_sizes), out_channels, act, norm, upsample_mode)
+        if not isinstance(full_resolution_channels, int) or full_resolution_channels < 0:
+            raise ValueError(f"full_resolution_channels must be an int >= 0, got {full_resolution_channels!r}.")
+        self.refine = (
+            FullResolutionRefine(in_channels, out_channels, full_resolution_channels, act, norm, conv_impl)
+            if full_resolution_channels else None
+        )
         self._init_weights(zero_init_residual)
         set_conv_memory_format(self, memory_format)
 
@@ -153,6 +163,8 @@ class VNASBackbone(nn.Module):
                     norm = getattr(branch.expand.norm, "weight", None)
                     if norm is not None:
                         nn.init.zeros_(norm)
+        if self.refine is not None:
+            self.refine.reset_out()
 
     @torch.jit.unused
     def check_input(self, x: torch.Tensor) -> None:
@@ -211,4 +223,7 @@ class VNASBackbone(nn.Module):
         h = self.decoder2(self.up2(h) + f1, self._row(beta, 2), self._pick(dec_index, 2))
         h = self.decoder3(self.up3(h) + s1, self._row(beta, 3), self._pick(dec_index, 3))
         h = self.decoder4(self.up4(h) + s0, self._row(beta, 4), self._pick(dec_index, 4))
-        return self.head(torch.cat([self.pvp(h), h], 1))
+        logits = self.head(torch.cat([self.pvp(h), h], 1))
+        if self.refine is not None:
+            logits = self.refine(x, logits)
+        return logits

@@ -1,0 +1,58 @@
+"""Atomic file writes: the one place where every artifact (JSON, CSV, Markdown, PNG, checkpoint) is written.
+
+A reader, or a process killed at any moment (``SIGKILL`` included), sees the previous complete file or the new one,
+never a partial one that would be taken as complete.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+__all__ = ["atomic_write", "atomic_write_text", "atomic_write_png"]
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> Path:
+    """Write ``path`` through a hidden temporary file in its folder, ``fsync`` and a rename: readers and a process
+    killed at any moment (``SIGKILL`` included) see the previous complete file or the new one, never a partial one.
+
+    Args:
+        path: the file to (re)place; its folder is created.
+        write: writes the content to the binary file object it is given (e.g. ``lambda f: torch.save(obj, f)``).
+
+    The file gets the usual permissions (``0o666`` minus the umask), not ``mkstemp``'s private ``0o600``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """:func:`atomic_write` of UTF-8 ``text``."""
+    return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def atomic_write_png(path: str | os.PathLike, fig: Any, **savefig_kwargs: Any) -> Path:
+    """:func:`atomic_write` of a matplotlib figure as PNG (rendered in memory first, so a failing render leaves the
+    previous file in place)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", **savefig_kwargs)
+    return atomic_write(path, lambda f: f.write(buf.getvalue()))
