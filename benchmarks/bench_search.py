@@ -50,6 +50,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from vnas_monai.engine.architect import Architect
 from vnas_monai.engine.precision import PrecisionPolicy, cpu_bf16_matmul, float_logits, resolve_precision
 from vnas_monai.networks.cost import conv_mac_counter
 
@@ -241,6 +242,8 @@ class Stepper:
         # the paper's optimizers (and VNASSearchTrainer's): SGD on weights, Adam on the architecture
         self.wopt = torch.optim.SGD(self.weights, lr=0.05, momentum=0.9, weight_decay=5e-4)
         self.aopt = torch.optim.Adam(self.arch, lr=3e-4, weight_decay=1e-3) if self.arch else None
+        # V-NAS's architecture step is VNASSearchTrainer's own (vnas_monai.engine.Architect)
+        self.architect = Architect(self.aopt, F.cross_entropy, self.policy) if kind == "supernet" else None
         self.params = sum(p.numel() for p in self.weights)
 
     def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -258,14 +261,7 @@ class Stepper:
         self.scaler.update()
 
     def _vnas_arch_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        # as VNASSearchTrainer._arch_step: gradients for alpha/beta only (torch.autograd.grad), then Adam
-        self.aopt.zero_grad(set_to_none=True)
-        loss = self._loss(x, y)
-        grads = torch.autograd.grad(self.arch_scaler.scale(loss), self.arch)
-        inv = 1.0 / self.arch_scaler.get_scale() if self.arch_scaler.is_enabled() else 1.0
-        for p, g in zip(self.arch, grads):
-            p.grad = g * inv
-        self.aopt.step()
+        self.architect.step(self.model, x, y)
 
     def _dints_arch_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         # MONAI's DiNTS search tutorial: weights frozen, log_alpha_a/c trainable, CE + entropy + RAM-cost losses

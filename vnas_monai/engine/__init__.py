@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .architect import Architect, unwrap_network
 from .determinism import SeededDataset, SeededSampler, item_seed, restart_data_each_epoch, restart_data_pass
 from .handlers import (
     ArchitectureLogger,
@@ -23,13 +24,13 @@ from .search import (
     VNASSearchTrainer,
     cycle_loader,
     select_device,
-    unwrap_network,
 )
 from .trainers import PrecisionInferer, PrecisionTrainer, unpack_batch
 
 __all__ = [
     "ARCH_LOSS",
     "ArchEntropyPenalty",
+    "Architect",
     "ArchitectureLogger",
     "AtomicCheckpointSaver",
     "CyclicLoader",

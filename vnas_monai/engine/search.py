@@ -13,7 +13,6 @@ instantiates with ``_target_`` and drives with MONAI handlers (``CheckpointSaver
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -22,11 +21,11 @@ from ignite.engine import EventEnum, Events
 from monai.engines import SupervisedTrainer
 from monai.engines.trainer import Trainer
 from monai.engines.utils import IterationEvents, default_metric_cmp_fn, default_prepare_batch
-from torch.nn.parallel import DataParallel, DistributedDataParallel
 from torch.optim import Optimizer
 
+from vnas_monai.engine.architect import Architect, unwrap_network
 from vnas_monai.engine.determinism import restart_data_pass
-from vnas_monai.engine.precision import PrecisionPolicy, float_logits, resolve_precision
+from vnas_monai.engine.precision import PrecisionPolicy, resolve_precision
 from vnas_monai.engine.trainers import unpack_batch, weight_step
 
 __all__ = [
@@ -70,17 +69,6 @@ def select_device(device: str | torch.device | None = "auto") -> torch.device:
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ValueError(f"device {device!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist.")
     return dev
-
-
-def unwrap_network(network: torch.nn.Module) -> torch.nn.Module:
-    """The supernet inside ``DataParallel``/``DistributedDataParallel``/``torch.compile`` wrappers."""
-    while True:
-        if isinstance(network, (DataParallel, DistributedDataParallel)):
-            network = network.module
-        elif hasattr(network, "_orig_mod") and not hasattr(network, "arch_parameters"):
-            network = network._orig_mod  # torch.compile's OptimizedModule
-        else:
-            return network
 
 
 class CyclicLoader(Iterator):
@@ -268,11 +256,13 @@ class VNASSearchTrainer(SupervisedTrainer):
         self.arch_optimizer = arch_optimizer
         self.arch_warmup_epochs = int(arch_warmup_epochs)
         self.arch_loss_function = loss_function if arch_loss_function is None else arch_loss_function
-        self.arch_penalty = arch_penalty
         self.precision = policy
-        # one scaler per optimizer: the two losses come from different batches and are scaled independently
+        # the scaler of the weight step; the architecture step has its own (the two losses are scaled independently)
         self.scaler = policy.grad_scaler()
-        self.arch_scaler = policy.grad_scaler()
+        self.architect = (
+            Architect(arch_optimizer, self.arch_loss_function, policy, arch_penalty) if arch_optimizer is not None
+            else None
+        )
         self._arch_cycle = CyclicLoader(arch_data_loader) if arch_data_loader is not None else None
         self.state.arch_iteration = 0
         self.state.arch_epoch = 0
@@ -295,6 +285,17 @@ class VNASSearchTrainer(SupervisedTrainer):
     def mix(self) -> bool:
         """True for the paper's "Mix" baseline: alpha/beta stay frozen and equal, no architecture step."""
         return bool(getattr(self.supernet, "mix", False))
+
+    @property
+    def arch_scaler(self) -> torch.amp.GradScaler | None:
+        """The architecture step's gradient scaler (the :class:`Architect`'s; enabled for float16 only)."""
+        return None if self.architect is None else self.architect.scaler
+
+    @arch_scaler.setter
+    def arch_scaler(self, scaler: torch.amp.GradScaler) -> None:
+        if self.architect is None:
+            raise ValueError("this search has no architecture optimizer, hence no architecture scaler.")
+        self.architect.scaler = scaler
 
     def arch_step_enabled(self, epoch: int | None = None) -> bool:
         """Whether Alg. 1 step (2) runs in ``epoch`` (default: the current one): after warm-up, not in Mix mode."""
@@ -377,37 +378,19 @@ class VNASSearchTrainer(SupervisedTrainer):
         return engine.state.output
 
     def _arch_step(self) -> torch.Tensor:
-        """Alg. 1 step (2) on the next ``S_val`` batch; returns the detached architecture loss."""
+        """Alg. 1 step (2) on the next ``S_val`` batch (:class:`Architect`); returns the detached architecture loss."""
         cycle = self._arch_cycle
-        if cycle is None:
-            raise RuntimeError("architecture step requested without an arch_data_loader.")
+        if cycle is None or self.architect is None:
+            raise RuntimeError("architecture step requested without an arch_data_loader and arch_optimizer.")
         cycle.epoch = self.state.arch_epoch  # follows the (resumable) engine state
         batchdata = next(cycle)
         self.state.arch_epoch = cycle.epoch
         batch = self.prepare_batch(batchdata, self.state.device, self.non_blocking, **self.to_kwargs)
         inputs, targets, args, kwargs = unpack_batch(batch)
-        params = [p for p in self.supernet.arch_parameters() if p.requires_grad]
-        self.arch_optimizer.zero_grad(set_to_none=True)  # type: ignore[union-attr]
-        ddp = isinstance(self.network, DistributedDataParallel)
-        # DDP's reducer expects a full backward; alpha/beta gradients are averaged by hand below instead
-        with self.network.no_sync() if ddp else nullcontext():  # type: ignore[operator]
-            with self.precision.autocast():
-                pred = self.inferer(inputs, self.network, *args, **kwargs)
-            loss = self.arch_loss_function(float_logits(pred), targets).mean()
-            # the penalty shapes the step; the returned (logged) loss stays the data term
-            total = loss if self.arch_penalty is None else loss + self.arch_penalty(self.supernet, self)
-            # gradients for alpha/beta only: the weights' .grad are never touched by the S_val loss
-            grads = torch.autograd.grad(self.arch_scaler.scale(total), params, allow_unused=True)
-        world = dist.get_world_size() if ddp and dist.is_available() and dist.is_initialized() else 1
-        for p, g in zip(params, grads):
-            g = torch.zeros_like(p) if g is None else g
-            if world > 1:
-                dist.all_reduce(g)
-                g = g / world
-            p.grad = g
-        self.arch_scaler.step(self.arch_optimizer)  # type: ignore[arg-type]
-        self.arch_scaler.update()
+        loss = self.architect.step(
+            self.network, inputs, targets, lambda x: self.inferer(x, self.network, *args, **kwargs), engine=self
+        )
         self.state.arch_iteration += 1
         if self.state.arch_iteration == 1:
             self.logger.info(f"first architecture update (Alg. 1) at epoch {self.state.epoch}.")
-        return loss.detach()
+        return loss
