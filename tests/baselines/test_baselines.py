@@ -119,3 +119,16 @@ def test_bf16_autocast_keeps_fp32_weights_and_learns():
     assert stats["final_loss"] < 0.5 * first
     with pytest.raises(ValueError, match="precision .fp16. is for CUDA"):
         train_budgeted(model, ce, opt, [batch], 1.0, precision="fp16")
+
+
+def test_make_optimizer_builds_each_recipe_optimizer():
+    from vnas_monai.baselines.common import make_optimizer
+
+    p = [torch.nn.Parameter(torch.zeros(2))]
+    sgd = make_optimizer(p, {"optimizer": "SGD nesterov", "lr": 0.01, "momentum": 0.99, "weight_decay": 3e-5})
+    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["nesterov"] and sgd.defaults["momentum"] == 0.99
+    assert not make_optimizer(p, {"optimizer": "SGD", "lr": 0.05, "momentum": 0.9}).defaults["nesterov"]
+    assert type(make_optimizer(p, {"optimizer": "Adam", "lr": 1e-3})) is torch.optim.Adam
+    assert make_optimizer(p, {"optimizer": "AdamW", "lr": 2e-4, "weight_decay": 1e-5}).defaults["weight_decay"] == 1e-5
+    with pytest.raises(ValueError, match="'Lion'"):
+        make_optimizer(p, {"optimizer": "Lion", "lr": 1e-4})

@@ -160,3 +160,20 @@ def test_dataset_json_labels_with_gaps_are_refused(tmp_path):
     (root / "dataset.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match=r"dataset\.json: 'labels' must be 0 \.\. n-1"):
         compute_plan(root)
+
+
+def test_benchmark_pipeline_runs_from_the_ct_plan(kidneys_ct, tmp_path):
+    """The second configuration of issue 14: the real CT's plan (CT clipping + foreground z-score, 3 mm, its own
+    patch) drives the preprocessing, training and evaluation of a baseline and of V-NAS, end to end."""
+    from vnas_monai.benchmark import benchmark
+
+    benchmark(dataset_dir=str(kidneys_ct), budget_min=0.03, methods="unet,vnas_random1", work_dir=str(tmp_path),
+              num_folds=3)
+    plan = load_plan(tmp_path / "plan.json")
+    assert plan["normalisation"]["mode"] == "ct" and plan["spacing"] == [3.0, 3.0, 3.0]
+    for method, patch in (("unet", [128, 96, 32]), ("vnas_random1", [128, 96, 32])):
+        result = json.loads((tmp_path / method / "result.json").read_text())
+        assert result["meta"]["roi_size"] == patch and result["meta"]["steps"] >= 1
+        assert len(result["records"]) == 1 and len(result["records"][0]["dice"]) == 2  # right and left kidney
+    rows = json.loads((tmp_path / "benchmark.json").read_text())["rows"]
+    assert {r["method"] for r in rows} == {"unet", "vnas_random1"}

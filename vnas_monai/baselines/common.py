@@ -14,9 +14,27 @@ import torch
 from .pipeline import make_loader
 from .training import TrainedModel, model_cost, save_checkpoint, train_budgeted
 
-__all__ = ["fit"]
+__all__ = ["fit", "make_optimizer"]
 
 logger = logging.getLogger(__name__)
+
+
+def make_optimizer(params: Any, recipe: Mapping[str, Any]) -> torch.optim.Optimizer:
+    """The optimizer a recipe names: ``"Adam"``, ``"AdamW"`` (``weight_decay``), ``"SGD"`` or ``"SGD nesterov"``
+    (``momentum``, ``weight_decay``), at ``recipe["lr"]``.
+
+    Raises:
+        ValueError: another optimizer name (the message lists the known ones).
+    """
+    name, lr = recipe["optimizer"], recipe["lr"]
+    if name == "Adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=recipe.get("weight_decay", 0.0))
+    if name == "AdamW":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=recipe.get("weight_decay", 1e-2))
+    if name in ("SGD", "SGD nesterov"):
+        return torch.optim.SGD(params, lr=lr, momentum=recipe.get("momentum", 0.0), nesterov=name == "SGD nesterov",
+                               weight_decay=recipe.get("weight_decay", 0.0))
+    raise ValueError(f"recipe optimizer must be 'Adam', 'AdamW', 'SGD' or 'SGD nesterov', got {name!r}.")
 
 
 def fit(

@@ -26,7 +26,7 @@ import torch
 
 from vnas_monai.plan.rules import fit_patch_size
 
-from .common import fit
+from .common import fit, make_optimizer
 from .training import TrainedModel
 
 __all__ = ["DYNUNET_RECIPE", "nnunet_topology", "build_dynunet", "train_dynunet"]
@@ -114,8 +114,7 @@ def train_dynunet(
     topo = nnunet_topology(plan["spacing"], start)
     model = build_dynunet(topo, 1, len(plan["class_names"]))
     r = DYNUNET_RECIPE
-    optimizer = torch.optim.SGD(model.parameters(), lr=r["lr"], momentum=r["momentum"], nesterov=True,
-                                weight_decay=r["weight_decay"])
+    optimizer = make_optimizer(model.parameters(), r)
     loss = DiceCELoss(to_onehot_y=True, softmax=True)
     recipe = {**r, "kernel_size": topo["kernel_size"], "strides": topo["strides"]}
     trained = fit("dynunet", model, loss, optimizer, plan, splits, budget_s, work_dir, recipe, topo["patch_size"],

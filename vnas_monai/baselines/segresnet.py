@@ -20,7 +20,7 @@ import torch
 
 from vnas_monai.plan.rules import fit_patch_size
 
-from .common import fit
+from .common import fit, make_optimizer
 from .training import TrainedModel
 
 __all__ = ["SEGRESNET_RECIPE", "build_segresnet", "train_segresnet"]
@@ -55,7 +55,7 @@ def train_segresnet(
     model = build_segresnet(1, len(plan["class_names"]))
     roi = fit_patch_size(plan["median_shape"], DIVISIBLE_BY)
     r = SEGRESNET_RECIPE
-    optimizer = torch.optim.AdamW(model.parameters(), lr=r["lr"], weight_decay=r["weight_decay"])
+    optimizer = make_optimizer(model.parameters(), r)
     loss = DiceCELoss(to_onehot_y=True, softmax=True)
     return fit("segresnet", model, loss, optimizer, plan, splits, budget_s, work_dir, r, roi, seed, max_steps,
                intensity=True)

@@ -18,7 +18,7 @@ import torch
 
 from vnas_monai.plan import fit_patch_size
 
-from .common import fit
+from .common import fit, make_optimizer
 from .training import TrainedModel
 
 __all__ = ["UNET_RECIPE", "build_unet", "train_unet"]
@@ -54,6 +54,6 @@ def train_unet(
     torch.manual_seed(seed)
     model = build_unet(1, len(plan["class_names"]))
     roi = fit_patch_size(plan["median_shape"], DIVISIBLE_BY)
-    optimizer = torch.optim.Adam(model.parameters(), lr=UNET_RECIPE["lr"])
+    optimizer = make_optimizer(model.parameters(), UNET_RECIPE)
     loss = DiceCELoss(to_onehot_y=True, softmax=True)
     return fit("unet", model, loss, optimizer, plan, splits, budget_s, work_dir, UNET_RECIPE, roi, seed, max_steps)

@@ -37,6 +37,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from vnas_monai.networks.nets.backbone import DIVISOR as _DIVISOR
+
 from .export_configs import inference_config, train_config
 from .export_docs import bundle_readme, metadata_config
 from .utils import parse_flip_axes
@@ -79,7 +81,6 @@ _DEFAULTS: dict[str, Any] = {
     "num_samples": 2,
     "flip_axes": [0, 1],
 }
-_DIVISOR = 32
 
 
 def image_datalist(images: Union[str, os.PathLike, Sequence[Any]]) -> list[dict[str, str]]:
