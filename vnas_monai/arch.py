@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vnas_monai.io import atomic_write_text
+from vnas_monai.spaces.protocol import choices_digest
 
 __all__ = [
     "Architecture",
@@ -250,6 +251,35 @@ class Architecture:
     @property
     def decoder_ops(self) -> list[str]:
         return [OP_NAMES[c] for c in self.decoder]
+
+    # ----------------------------------------------------------------- search-space protocol (vnas_monai.spaces)
+    #: the search space this encoding belongs to
+    space = "vnas"
+
+    def digest(self) -> str:
+        """Stable hash of the choices (not of probabilities or meta): equal architectures share it across runs and
+        machines, so an archive of trained candidates can be keyed by it."""
+        return choices_digest(self.space, {"encoder": self.encoder, "decoder": self.decoder})
+
+    def rows(self) -> dict[str, list[str]]:
+        """The row layout with op names, for logs and figures: ``{"encoder": 16 names, "decoder": 5 names}``."""
+        return {"encoder": self.encoder_ops, "decoder": self.decoder_ops}
+
+    @staticmethod
+    def options() -> dict[str, list[str]]:
+        """Each row's candidate names (every cell chooses among 2D, 3D, P3D)."""
+        return {"encoder": list(OP_NAMES), "decoder": list(OP_NAMES)}
+
+    def neighbours(self) -> list[Architecture]:
+        """Every architecture that differs in exactly one cell (21 cells x 2 other candidates = 42), encoder first."""
+        out = []
+        for i, code in enumerate(self.codes):
+            for other in range(len(OP_NAMES)):
+                if other != code:
+                    codes = list(self.codes)
+                    codes[i] = other
+                    out.append(Architecture(codes[:NUM_ENCODER_CELLS], codes[NUM_ENCODER_CELLS:]))
+        return out
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Architecture) and self.codes == other.codes

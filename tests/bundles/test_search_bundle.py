@@ -68,8 +68,11 @@ def test_search_on_real_hippocampus_mri(tmp_path, hippocampus_dir):
 
 @pytest.mark.slow
 def test_search_on_real_ct_nifti(tmp_path, pancreas_ct_msd):
+    """Also with the entropy term of a budgeted search (``arch_entropy_weight``, off by default as in the paper)."""
     out = tmp_path / "search"
-    check_search_outputs(out, run_search(out, dataset_dir=str(pancreas_ct_msd), num_folds=1, spacing=[3.0, 3.0, 3.0]))
+    arch = run_search(out, dataset_dir=str(pancreas_ct_msd), num_folds=1, spacing=[3.0, 3.0, 3.0],
+                      arch_entropy_weight=0.5)
+    check_search_outputs(out, arch)
 
 
 @pytest.mark.slow

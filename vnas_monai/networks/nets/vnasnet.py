@@ -18,7 +18,7 @@ from vnas_monai.arch import Architecture
 from .backbone import VNASBackbone
 from .supernet import ARCH_PARAM_NAMES, VNASSupernet
 
-__all__ = ["VNASNet"]
+__all__ = ["VNASNet", "build_vnasnet"]
 
 ArchSpec = Union[Architecture, str, os.PathLike, Mapping]
 
@@ -104,3 +104,8 @@ class VNASNet(VNASBackbone):
                 "a partly initialised network."
             )
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+
+def build_vnasnet(architecture: ArchSpec, **kwargs: Any) -> VNASNet:
+    """The V-NAS space's network builder (:class:`vnas_monai.spaces.NetworkBuilder`): ``VNASNet`` of an encoding."""
+    return VNASNet(architecture=architecture, **kwargs)

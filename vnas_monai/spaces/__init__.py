@@ -1,0 +1,93 @@
+"""Search spaces behind one protocol (:mod:`vnas_monai.spaces.protocol`), registered by name.
+
+A registered space names, as lazy ``"module:attribute"`` strings (nothing is imported until asked for), its
+encoding class (with ``from_dict``), its discrete-network builder and, for differentiable strategies, its supernet.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from .protocol import DifferentiableSpace, Encoding, NetworkBuilder, choices_digest
+
+__all__ = [
+    "DifferentiableSpace",
+    "Encoding",
+    "NetworkBuilder",
+    "SearchSpace",
+    "choices_digest",
+    "get_space",
+    "register_space",
+    "space_names",
+]
+
+
+def _load(ref: str) -> Any:
+    module, attr = ref.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A space's entry points, as ``"module:attribute"``: ``encoding`` (a class with ``from_dict``), ``network``
+    (a :class:`NetworkBuilder`) and ``supernet`` (a :class:`DifferentiableSpace` class, or ``None``)."""
+
+    name: str
+    encoding: str
+    network: str
+    supernet: str | None = None
+
+    def encoding_class(self) -> Any:
+        return _load(self.encoding)
+
+    def network_builder(self) -> Any:
+        return _load(self.network)
+
+    def supernet_class(self) -> Any:
+        if self.supernet is None:
+            raise ValueError(f"search space {self.name!r} has no supernet: differentiable strategies cannot search it.")
+        return _load(self.supernet)
+
+    def from_dict(self, data: Any) -> Any:
+        """An encoding of this space from its JSON dict."""
+        return self.encoding_class().from_dict(data)
+
+
+_SPACES: dict[str, SearchSpace] = {}
+
+
+def register_space(space: SearchSpace, overwrite: bool = False) -> SearchSpace:
+    """Register ``space`` under ``space.name``.
+
+    Raises:
+        ValueError: a reference that is not ``"module:attribute"``, or a taken name without ``overwrite``.
+    """
+    for ref in (space.encoding, space.network, space.supernet):
+        if ref is not None and (not isinstance(ref, str) or ref.count(":") != 1):
+            raise ValueError(f"search space {space.name!r}: references must be 'module:attribute', got {ref!r}.")
+    if space.name in _SPACES and not overwrite:
+        raise ValueError(f"search space {space.name!r} is already registered; pass overwrite=True.")
+    _SPACES[space.name] = space
+    return space
+
+
+def get_space(name: str) -> SearchSpace:
+    """The registered space ``name``.
+
+    Raises:
+        KeyError: unknown name (the message lists the registered ones).
+    """
+    if name not in _SPACES:
+        raise KeyError(f"unknown search space {name!r}; registered: {', '.join(space_names())}.")
+    return _SPACES[name]
+
+
+def space_names() -> list[str]:
+    return sorted(_SPACES)
+
+
+register_space(SearchSpace("vnas", encoding="vnas_monai.arch:Architecture",
+                           network="vnas_monai.networks.nets.vnasnet:build_vnasnet",
+                           supernet="vnas_monai.networks:VNASSupernet"))

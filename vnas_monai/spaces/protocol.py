@@ -1,0 +1,85 @@
+"""The search-space protocol: what a search strategy may assume of a space (issue 15).
+
+A *space* is one package that defines three things, and nothing outside it knows its cell counts or op tables:
+
+* an :class:`Encoding`: one discrete architecture, plain JSON, with a stable hash (the key of a trial archive),
+  its row layout and op names (for logs and figures), and its neighbours (one variable changed: local search);
+* a :class:`DifferentiableSpace` (optional): a supernet whose architecture parameters are ``nn.Parameter`` s in its
+  state dict, kept apart from the weights, with the probabilities and the discretisation (``derive``);
+* a builder of the discrete network from an encoding (:class:`NetworkBuilder`).
+
+Strategies know only this protocol: the differentiable bilevel trainer
+(:class:`vnas_monai.engine.VNASSearchTrainer` with its :class:`vnas_monai.engine.Architect`) needs a
+:class:`DifferentiableSpace`; a local search needs ``neighbours`` and ``digest`` and a builder. Spaces are
+registered by name in :mod:`vnas_monai.spaces` (DARTS keeps the same split between its search space and its
+architect; timm keeps models in a name registry).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+__all__ = ["Encoding", "DifferentiableSpace", "NetworkBuilder", "choices_digest"]
+
+
+def choices_digest(space: str, choices: Mapping[str, Any]) -> str:
+    """SHA-1 (hex, 16 digits) of a space name and its choices as canonical JSON (sorted keys, no spaces): the same on
+    every run and machine."""
+    text = json.dumps({"space": space, "choices": choices}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+
+
+@runtime_checkable
+class Encoding(Protocol):
+    """One discrete architecture of a space."""
+
+    #: the registered name of the space
+    space: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON (the space's ``from_dict`` reads it back)."""
+
+    def digest(self) -> str:
+        """Stable hash of the choices alone (see :func:`choices_digest`)."""
+
+    def rows(self) -> dict[str, list[str]]:
+        """The chosen op name of every cell, grouped in rows (e.g. ``{"encoder": [...], "decoder": [...]}``)."""
+
+    def options(self) -> dict[str, list[str]]:
+        """The candidate names of each row, in code order (columns of the probability tables and figures)."""
+
+    def neighbours(self) -> Sequence[Encoding]:
+        """Every valid encoding that differs in exactly one variable."""
+
+
+@runtime_checkable
+class DifferentiableSpace(Protocol):
+    """A supernet: every encoding of the space in one ``nn.Module``, weighted by architecture parameters.
+
+    ``arch_parameters()`` and ``weight_parameters()`` are disjoint and together are ``parameters()``; the
+    architecture parameters are in the state dict; ``mix`` is the "Mix" baseline (architecture frozen uniform).
+    """
+
+    mix: bool
+
+    def arch_parameters(self) -> list[torch.nn.Parameter]: ...
+
+    def weight_parameters(self) -> list[torch.nn.Parameter]: ...
+
+    def arch_probabilities(self) -> dict[str, torch.Tensor]:
+        """Detached probabilities per row, ``(cells, options)`` each, rows as :meth:`Encoding.rows`."""
+
+    def derive(self) -> Encoding:
+        """The discrete encoding (with its probabilities) the current architecture parameters give."""
+
+
+class NetworkBuilder(Protocol):
+    """``builder(encoding, **network_kwargs) -> nn.Module``: the discrete network, whose module names are the
+    supernet's, so that weights move between them by ``state_dict``."""
+
+    def __call__(self, encoding: Any, **network_kwargs: Any) -> torch.nn.Module: ...
