@@ -24,6 +24,25 @@ COMMON = ["bundle_root", "dataset_dir", "layout", "work_dir", "output_dir", "dat
           "phantom_cases"]
 
 
+#: keys a plan sets in the search and train stages (bundle key ``plan``: null, "auto" or a plan file), with their
+#: defaults when there is none; inference and evaluation take them from the training run's settings.json instead
+PLANNED = OrderedDict([("roi_size", [96, 96, 64]), ("spacing", None), ("intensity_clip", [-100, 240]),
+                       ("flip_axes", [0, 1]), ("batch_size", 1), ("num_samples", 2)])
+PLAN_DICT = ("$vnas_monai.plan.resolve_plan(@plan, os.path.join(@work_dir, 'fold' + str(@fold)), @dataset_root, "
+             "@splits['trainval'], vnas_monai.networks.DIVISOR)")
+SEARCH_ROOT = ("$vnas_monai.data.resolve_dataset_dir(@dataset_dir, @output_dir, num_cases=@phantom_cases, "
+               "num_classes=@num_classes)")
+
+
+def planned(key, default):
+    return f"$vnas_monai.plan.plan_value(@plan_dict, '{key}', {default!r})"
+
+
+for _k, _v in PLANNED.items():
+    assert search[_k] == planned(_k, _v), f"search.json's {_k} must be {planned(_k, _v)!r}"
+assert search["plan_dict"] == PLAN_DICT and search["dataset_root"] == SEARCH_ROOT and search["plan"] is None
+
+
 def top(stage, desc, extra):
     c = OrderedDict()
     c["imports"] = IMPORTS
@@ -85,6 +104,10 @@ def train_config():
             "3DV 2019, §3.3), validated by sliding-window Dice on S_val; run id 'run'.",
             OrderedDict([("arch", "auto"), ("arch_fallback", "nih"), ("class_names", ["background", "pancreas"]),
                          ("val_interval", 10), *INFER_KEYS.items()]))
+    # the fold's plan, as the search read it (<work_dir>/fold<k>/plan.json with "auto")
+    c["plan"] = None
+    c["dataset_root"] = SEARCH_ROOT.replace("@output_dir", "os.path.join(@work_dir, 'fold' + str(@fold), 'search')")
+    c["plan_dict"] = PLAN_DICT
     c["architecture"] = ("$vnas_monai.bundle.resolve_architecture(@arch, search_arch=" + SEARCH_ARCH[1:]
                          + ", fallback=@arch_fallback)")
     c["network_def"] = network_def()
@@ -293,6 +316,12 @@ def apply(c, name, stage):
     for k, v in d.items():
         if k in c:
             c[k] = v
+    for k, default in PLANNED.items():
+        if k in c:
+            value = d.get(k, default)
+            c[k] = planned(k, value) if stage in ("search", "train") else value
+    if stage == "train":  # the training run writes the class names into settings.json; a plan has them too
+        c["class_names"] = planned("class_names", d["class_names"])
     c["_desc_"] = c["_desc_"].replace("NIH Pancreas-CT", DESC[name])
     if stage == "search":
         c["_desc_"] = f"V-NAS architecture search (Zhu et al., 3DV 2019, Alg. 1) on {DESC[name]}; run id 'search'."

@@ -36,14 +36,19 @@ def test_every_stage_defines_the_shared_and_model_zoo_keys(bundle):
     shared = {"dataset_dir", "output_dir", "work_dir", "fold", "num_folds", "roi_size", "init_filters", "in_channels",
               "num_classes", "intensity_clip", "spacing", "device", "seed", "layout", "datalist_file", "bundle_root"}
     configs = {s: json.loads((BUNDLES / bundle / f"{s}.json").read_text()) for s in STAGES}
+    parsed = {}
     for stage, config in configs.items():
         assert shared <= set(config), (stage, shared - set(config))
         # every stage reads the same data the same way
         assert config["datalist_file"] == configs["search"]["datalist_file"]
         parser = ConfigParser(config)
         parser["checkpoint"] = "/no/such/model.pt"  # inference / evaluation: the defaults when no run settings exist
-        for key in ("roi_size", "num_classes", "intensity_clip", "work_dir", "spacing"):
-            assert parser.get_parsed_content(key) == configs["search"][key], (stage, key)
+        if "plan_dict" in config:  # search and train: no plan (the default "plan": null), without reading data
+            assert config["plan"] is None
+            parser["plan_dict"] = None
+        parsed[stage] = {k: parser.get_parsed_content(k) for k in ("roi_size", "num_classes", "intensity_clip",
+                                                                    "work_dir", "spacing")}
+    assert all(p == parsed["search"] for p in parsed.values()), parsed
     assert {"arch", "val_interval", "run", "network_def", "network"} <= set(configs["train"])
     assert {"dataset", "trainer", "handlers"} <= set(configs["train"]["train"])
     assert "data" in configs["train"]["train"]["dataset"] and "data" in configs["train"]["validate"]["dataset"]
@@ -145,4 +150,6 @@ def test_msd_search_is_the_nih_search_with_dataset_defaults(bundle):
     msd = json.loads((BUNDLES / bundle / "search.json").read_text())
     differing = {k for k in set(nih) | set(msd) if nih.get(k) != msd.get(k)}
     assert differing <= {"_desc_", "work_dir", "roi_size", "num_classes", "intensity_clip"}, differing
-    assert msd["roi_size"] == [64, 64, 64] and msd["work_dir"] == f"runs/{bundle}"
+    # the dataset default, unless a plan (bundle key "plan") sets it
+    assert msd["roi_size"] == "$vnas_monai.plan.plan_value(@plan_dict, 'roi_size', [64, 64, 64])"
+    assert msd["work_dir"] == f"runs/{bundle}"

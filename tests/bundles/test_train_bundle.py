@@ -127,3 +127,36 @@ def test_train_bad_architecture_stops_before_training(tmp_path, overrides, match
         run_stage("train", tmp_path, **overrides)
     assert re.search(match, error_chain(info.value)), error_chain(info.value)
     assert not (tmp_path / "fold0" / "train" / "model.pt").exists()
+
+
+@pytest.mark.slow
+def test_plan_auto_drives_search_and_train(tmp_path, hippocampus_dir):
+    """``plan: "auto"``: the search computes the fold's plan once (``<work_dir>/fold0/plan.json``, from S_train + S_val
+    only), the training reads the same file, and the patch, spacing, flips, intensity window, batch and pos/neg
+    sampling of both come from it; settings.json carries them to inference and evaluation."""
+    from vnas_monai.plan import load_plan
+
+    common = dict(dataset_dir=str(hippocampus_dir), num_classes=3, max_cases=8, num_folds=4, plan="auto")
+    tiny = {k: v for k, v in TINY.items() if k not in ("roi_size", "num_samples")}  # the plan's
+    search = ConfigWorkflow(config_file=str(BUNDLES / "vnas_nih" / "search.json"), workflow_type=None,
+                            run_id="search", work_dir=str(tmp_path), **tiny, **common)
+    search.initialize()
+    search.run()
+    search.finalize()
+    plan_file = tmp_path / "fold0" / "plan.json"
+    plan = load_plan(plan_file)
+    assert plan["modality"] == "MRI" and plan["normalisation"]["clip"] is None and plan["divisible_by"] == 32
+    assert search.parser.get_parsed_content("roi_size") == plan["patch_size"] == [32, 64, 32]
+    assert search.parser.get_parsed_content("flip_axes") == [0]
+    assert search.parser.get_parsed_content("augmentation#0#neg") == plan["foreground"]["neg"]
+    written = plan_file.stat().st_mtime_ns
+    workflow = ConfigWorkflow(config_file=str(BUNDLES / "vnas_nih" / "train.json"), workflow_type=None,
+                              run_id="run", work_dir=str(tmp_path), **tiny, **common, arch="auto")
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()
+    assert plan_file.stat().st_mtime_ns == written  # read, not recomputed
+    settings = json.loads((tmp_path / "fold0" / "train" / "settings.json").read_text())
+    assert settings["roi_size"] == plan["patch_size"] and settings["spacing"] == plan["spacing"]
+    assert settings["intensity_clip"] is None and settings["flip_axes"] == [0]
+    assert workflow.parser.get_parsed_content("batch_size") == plan["batch_size"]
