@@ -110,3 +110,11 @@ def test_cli_aggregate_and_show(tmp_path, capsys):
     assert Architecture.load(out).codes == [0] * 16 + [1] * 5
     assert "0 0 0, 0 0 0 0" in capsys.readouterr().out
     assert cli.show("msd_lung") == "encoder [0 0 0, 1 2 0 1, 2 1 2 0 0 0, 0 0 0]  decoder [0 0 2 1 1]"
+
+
+def test_from_codes_and_random():
+    arch = Architecture.preset("msd_pancreas")
+    assert Architecture.from_codes(arch.codes) == arch
+    with pytest.raises(ValueError, match="21 codes, got 20"):
+        Architecture.from_codes(arch.codes[:-1])
+    assert Architecture.random(7) == Architecture.random(7) != Architecture.random(8)

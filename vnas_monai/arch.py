@@ -121,6 +121,22 @@ class Architecture:
 
     # ----------------------------------------------------------------- constructors
     @classmethod
+    def from_codes(cls, codes: Sequence[int], meta: Mapping[str, Any] | None = None) -> Architecture:
+        """From the 21 codes, encoder first (:attr:`codes`, e.g. a ``VNASNet``'s ``arch_code`` buffer)."""
+        codes = [int(c) for c in codes]
+        if len(codes) != NUM_ENCODER_CELLS + NUM_DECODER_BLOCKS:
+            raise ValueError(f"an architecture has {NUM_ENCODER_CELLS + NUM_DECODER_BLOCKS} codes, got {len(codes)}.")
+        return cls(codes[:NUM_ENCODER_CELLS], codes[NUM_ENCODER_CELLS:], meta=meta)
+
+    @classmethod
+    def random(cls, seed: int) -> Architecture:
+        """A uniformly random architecture (each of the 21 cells any candidate), from ``seed``."""
+        import random
+
+        rng = random.Random(seed)
+        return cls.from_codes([rng.randrange(len(OP_NAMES)) for _ in range(NUM_ENCODER_CELLS + NUM_DECODER_BLOCKS)])
+
+    @classmethod
     def from_paper(cls, encoder: str, decoder: str) -> Architecture:
         """Parse the paper's notation, e.g. ``("0 0 0, 0 0 0 1, 2 0 2 0 2 2, 0 0 0", "0 0 1 0 1")``."""
         enc = _parse_paper("encoder", encoder)

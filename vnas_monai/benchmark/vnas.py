@@ -21,7 +21,6 @@ one.
 from __future__ import annotations
 
 import os
-import random
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Any
 
 import torch
 
-from vnas_monai.arch import NUM_DECODER_BLOCKS, NUM_ENCODER_CELLS, OP_NAMES, Architecture
+from vnas_monai.arch import Architecture
 
 __all__ = [
     "VNAS_RECIPE",
@@ -198,10 +197,7 @@ def train_vnas(plan: Mapping[str, Any], splits: Mapping[str, Any], budget_s: flo
 
 def random_architecture(seed: int) -> Architecture:
     """A uniformly random architecture of the V-NAS space (3^21 codes), from ``seed``."""
-    rng = random.Random(seed)
-    n = len(OP_NAMES)
-    return Architecture([rng.randrange(n) for _ in range(NUM_ENCODER_CELLS)],
-                        [rng.randrange(n) for _ in range(NUM_DECODER_BLOCKS)])
+    return Architecture.random(seed)
 
 
 def train_vnas_random(plan: Mapping[str, Any], splits: Mapping[str, Any], budget_s: float,

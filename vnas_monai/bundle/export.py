@@ -338,7 +338,7 @@ def export_bundle(
         if "arch_code" not in state:
             raise ValueError(f"{checkpoint} has no arch_code: give --arch (the arch.json it was trained with).")
         code = torch.as_tensor(state["arch_code"]).tolist()
-        architecture = Architecture(code[:16], code[16:])
+        architecture = Architecture.from_codes(code)
     else:
         architecture = Architecture.resolve(arch)
     net = VNASNet(

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from vnas_monai.arch import NUM_ENCODER_CELLS, Architecture
+from vnas_monai.arch import Architecture
 from vnas_monai.io import atomic_write_text
 
 __all__ = [
@@ -146,7 +146,7 @@ def checkpoint_architecture(path: str | os.PathLike) -> Architecture:
         raise ValueError(f"weights file {path} has no 'arch_code': it is not a VNASNet state dict.")
     codes = [int(c) for c in state["arch_code"].flatten().tolist()]
     try:
-        return Architecture(codes[:NUM_ENCODER_CELLS], codes[NUM_ENCODER_CELLS:], meta={"source": str(path)})
+        return Architecture.from_codes(codes, meta={"source": str(path)})
     except ValueError as e:
         raise ValueError(f"weights file {path}: {e}") from None
 

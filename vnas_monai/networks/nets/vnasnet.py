@@ -88,7 +88,7 @@ class VNASNet(VNASBackbone):
         """
         code = state_dict.get("arch_code")
         if code is not None and torch.as_tensor(code).tolist() != self.arch_code.tolist():
-            other = Architecture(torch.as_tensor(code).tolist()[:16], torch.as_tensor(code).tolist()[16:])
+            other = Architecture.from_codes(torch.as_tensor(code).tolist())
             raise ValueError(
                 f"these weights belong to architecture {other!r}, but this network is {self.architecture!r}; "
                 "build VNASNet with the checkpoint's arch.json."
