@@ -118,3 +118,11 @@ def test_from_codes_and_random():
     with pytest.raises(ValueError, match="21 codes, got 20"):
         Architecture.from_codes(arch.codes[:-1])
     assert Architecture.random(7) == Architecture.random(7) != Architecture.random(8)
+
+
+def test_manual_choices_of_table_1():
+    from vnas_monai.benchmark.registry import get_method
+
+    arch = Architecture.manual("2d", "p3d")
+    assert arch.encoder == [0] * 16 and arch.decoder == [2] * 5
+    assert all(callable(get_method(f"vnas_{e}_{d}")) for e in ("2d", "3d", "p3d") for d in ("2d", "3d", "p3d"))

@@ -165,6 +165,11 @@ class Architecture:
         return cls([code] * NUM_ENCODER_CELLS, [code] * NUM_DECODER_BLOCKS)
 
     @classmethod
+    def manual(cls, encoder_op: int | str, decoder_op: int | str) -> Architecture:
+        """One candidate for every encoder cell and one for every decoder block (the nine rows of Table 1)."""
+        return cls(cls.uniform(encoder_op).encoder, cls.uniform(decoder_op).decoder)
+
+    @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "architecture") -> Architecture:
         if not isinstance(data, Mapping) or "encoder" not in data or "decoder" not in data:
             raise ValueError(f"{source}: expected a JSON object with 'encoder' and 'decoder' code lists.")

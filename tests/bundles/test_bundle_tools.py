@@ -46,8 +46,8 @@ def test_every_stage_defines_the_shared_and_model_zoo_keys(bundle):
         if "plan_dict" in config:  # search and train: no plan (the default "plan": null), without reading data
             assert config["plan"] is None
             parser["plan_dict"] = None
-        parsed[stage] = {k: parser.get_parsed_content(k) for k in ("roi_size", "num_classes", "intensity_clip",
-                                                                    "work_dir", "spacing")}
+        keys = ("roi_size", "num_classes", "intensity_clip", "work_dir", "spacing")
+        parsed[stage] = {k: parser.get_parsed_content(k) for k in keys}
     assert all(p == parsed["search"] for p in parsed.values()), parsed
     assert {"arch", "val_interval", "run", "network_def", "network"} <= set(configs["train"])
     assert {"dataset", "trainer", "handlers"} <= set(configs["train"]["train"])

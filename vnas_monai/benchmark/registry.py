@@ -37,6 +37,21 @@ METHODS: dict[str, Callable[..., Any] | str] = {
 }
 
 
+def _manual(encoder_op: str, decoder_op: str) -> Callable[..., Any]:
+    def method(*args: Any, **kwargs: Any) -> Any:
+        from vnas_monai.benchmark.vnas import manual_method
+
+        return manual_method(encoder_op, decoder_op)(*args, **kwargs)
+
+    return method
+
+
+# Table 1's nine manual choices: vnas_3d_3d, vnas_2d_p3d, ... (encoder candidate, decoder candidate)
+for _enc in ("2d", "3d", "p3d"):
+    for _dec in ("2d", "3d", "p3d"):
+        METHODS[f"vnas_{_enc}_{_dec}"] = _manual(_enc, _dec)
+
+
 def register_method(name: str, method: Callable[..., Any] | str, overwrite: bool = False) -> None:
     """Register ``method`` under ``name`` (``[a-z0-9_]+``).
 

@@ -34,6 +34,7 @@ __all__ = [
     "VNAS_RECIPE",
     "random_architecture",
     "search_architecture",
+    "train_architecture",
     "train_vnas",
     "train_vnas_mix",
     "train_vnas_random",
@@ -200,16 +201,26 @@ def random_architecture(seed: int) -> Architecture:
     return Architecture.random(seed)
 
 
+def train_architecture(plan: Mapping[str, Any], splits: Mapping[str, Any], budget_s: float,
+                       work_dir: str | os.PathLike, architecture: Any, name: str = "vnas_fixed", seed: int = 0,
+                       max_steps: int | None = None, recipe: str = "paper",
+                       network: Mapping[str, Any] | None = None) -> Any:
+    """Retrain a given architecture (an ``Architecture``, arch.json path or preset) for the whole budget, as the
+    searched one is retrained: the random and manual rows, and recipe experiments."""
+    from vnas_monai.networks import VNASNet
+
+    arch = Architecture.resolve(architecture)
+    torch.manual_seed(seed)
+    net = VNASNet(architecture=arch, **_network_kwargs(plan, network))
+    return _retrain(name, net, plan, splits, budget_s, work_dir, seed, max_steps,
+                    {"architecture": " | ".join(arch.to_paper())}, recipe, network)
+
+
 def train_vnas_random(plan: Mapping[str, Any], splits: Mapping[str, Any], budget_s: float,
                       work_dir: str | os.PathLike, seed: int = 0, max_steps: int | None = None, index: int = 1) -> Any:
     """Random architecture number ``index`` (seeded by it) trained for the whole budget."""
-    from vnas_monai.networks import VNASNet
-
-    arch = random_architecture(1000 + index)
-    torch.manual_seed(seed)
-    net = VNASNet(architecture=arch, **_network_kwargs(plan, None))
-    return _retrain(f"vnas_random{index}", net, plan, splits, budget_s, work_dir, seed, max_steps,
-                    {"architecture": " | ".join(arch.to_paper())})
+    return train_architecture(plan, splits, budget_s, work_dir, random_architecture(1000 + index),
+                              f"vnas_random{index}", seed, max_steps)
 
 
 def train_vnas_mix(plan: Mapping[str, Any], splits: Mapping[str, Any], budget_s: float,
@@ -233,3 +244,15 @@ def _random_method(index: int) -> Any:
 
 
 train_vnas_random1, train_vnas_random2, train_vnas_random3 = (_random_method(i) for i in (1, 2, 3))
+
+
+def manual_method(encoder_op: str, decoder_op: str) -> Any:
+    """Benchmark method ``vnas_<enc>_<dec>``: one of Table 1's nine manual choices, retrained as the searched one."""
+
+    def method(plan: Mapping[str, Any], splits: Mapping[str, Any], budget_s: float, work_dir: str | os.PathLike,
+               seed: int = 0, max_steps: int | None = None) -> Any:
+        return train_architecture(plan, splits, budget_s, work_dir, Architecture.manual(encoder_op, decoder_op),
+                                  f"vnas_{encoder_op}_{decoder_op}", seed, max_steps)
+
+    method.__name__ = method.__qualname__ = f"train_vnas_{encoder_op}_{decoder_op}"
+    return method

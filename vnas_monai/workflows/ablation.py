@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vnas_monai.arch import NUM_DECODER_BLOCKS, NUM_ENCODER_CELLS, OP_NAMES, Architecture
+from vnas_monai.arch import Architecture
 
 from .crossval import crossval
 
@@ -29,7 +29,7 @@ VARIANTS = MANUAL + ["mix", "unet", "vnet"]
 
 def _manual_arch(name: str) -> Architecture:
     enc, dec = name.split("/")
-    return Architecture([OP_NAMES.index(enc)] * NUM_ENCODER_CELLS, [OP_NAMES.index(dec)] * NUM_DECODER_BLOCKS)
+    return Architecture.manual(enc, dec)
 
 
 def variant_overrides(name: str) -> dict[str, Any]:
