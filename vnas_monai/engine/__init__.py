@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 from .architect import Architect, unwrap_network
+from .checkpoints import AtomicCheckpointSaver, ResumeCheckpointLoader, checkpoint_candidates, latest_checkpoint
 from .determinism import SeededDataset, SeededSampler, item_seed, restart_data_each_epoch, restart_data_pass
-from .handlers import (
-    ArchitectureLogger,
-    AtomicCheckpointSaver,
-    ResumeCheckpointLoader,
-    checkpoint_candidates,
-    latest_checkpoint,
-    search_losses,
-)
+from .handlers import ArchitectureLogger, search_losses
 from .losses import DiceCELoss
 from .penalties import ArchEntropyPenalty, arch_entropy
 from .plots import plot_probability_history
