@@ -103,7 +103,7 @@ def train_config():
     c = top("train", "Retraining of a V-NAS architecture from scratch on S_train + S_val of a fold (Zhu et al., "
             "3DV 2019, §3.3), validated by sliding-window Dice on S_val; run id 'run'.",
             OrderedDict([("arch", "auto"), ("arch_fallback", "nih"), ("class_names", ["background", "pancreas"]),
-                         ("val_interval", 10), *INFER_KEYS.items()]))
+                         ("train_split", "trainval"), ("val_interval", 10), *INFER_KEYS.items()]))
     # the fold's plan, as the search read it (<work_dir>/fold<k>/plan.json with "auto")
     c["plan"] = None
     c["dataset_root"] = SEARCH_ROOT.replace("@output_dir", "os.path.join(@work_dir, 'fold' + str(@fold), 'search')")
@@ -126,7 +126,7 @@ def train_config():
     unpadded = "$[t for t in @preprocessing if not isinstance(t, monai.transforms.SpatialPadd)]"
     c["val_transforms"] = OrderedDict([("_target_", "Compose"), ("transforms", unpadded)])
     tr = copy.deepcopy(search["train"])
-    tr["dataset"]["data"] = "$@splits['trainval']"
+    tr["dataset"]["data"] = "$vnas_monai.data.training_cases(@splits, @train_split)"
     loss_out = "$monai.handlers.from_engine(['loss'], first=True)"
     tr["inferer"] = {"_target_": "SimpleInferer"}
     tr["handlers"] = [

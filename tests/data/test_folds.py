@@ -187,3 +187,14 @@ def test_fold_datalists_file_with_relative_paths(dataset, tmp_path):
     split = fold_datalists(dataset, fold=1, num_folds=2, datalist_file=path)
     assert images(split["test"]) == {str(dataset / "imagesTr" / f"c{i:03d}.nii.gz") for i in range(3, 6)}
     assert all(Path(c["label"]).is_file() for c in split["trainval"])
+
+
+def test_training_cases_never_the_held_out_fold():
+    from vnas_monai.data import training_cases
+
+    splits = {"train": [1, 2], "val": [3], "trainval": [1, 2, 3], "test": [4]}
+    assert training_cases(splits) == [1, 2, 3] and training_cases(splits, "train") == [1, 2]
+    with pytest.raises(ValueError, match="never the held-out 'test'"):
+        training_cases(splits, "test")
+    with pytest.raises(ValueError, match="holds no case"):
+        training_cases({**splits, "val": []}, "val")

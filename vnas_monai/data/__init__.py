@@ -6,7 +6,7 @@ The MONAI transforms live in :mod:`vnas_monai.data.transforms` (imported on dema
 from __future__ import annotations
 
 from .datalist import check_pairs, detect_layout, load_datalist
-from .folds import fold_datalists, make_folds, read_folds, split_train_val, write_folds
+from .folds import TRAIN_SPLITS, fold_datalists, make_folds, read_folds, split_train_val, training_cases, write_folds
 from .phantoms import make_phantom_dataset, resolve_dataset_dir
 
 __all__ = [
@@ -18,6 +18,8 @@ __all__ = [
     "read_folds",
     "split_train_val",
     "fold_datalists",
+    "training_cases",
+    "TRAIN_SPLITS",
     "make_phantom_dataset",
     "resolve_dataset_dir",
 ]

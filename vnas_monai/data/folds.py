@@ -24,7 +24,9 @@ from vnas_monai.io import atomic_write_text
 
 from .datalist import check_pairs, load_datalist
 
-__all__ = ["make_folds", "write_folds", "read_folds", "fold_datalists", "split_train_val"]
+__all__ = [
+    "make_folds", "write_folds", "read_folds", "fold_datalists", "split_train_val", "training_cases", "TRAIN_SPLITS"
+]
 
 logger = logging.getLogger(__name__)
 
@@ -255,3 +257,22 @@ def _get_folds(
     if datalist_file:
         write_folds(folds, datalist_file)
     return folds
+
+
+#: the splits a training stage may train on (never the held-out S_test)
+TRAIN_SPLITS = ("train", "val", "trainval")
+
+
+def training_cases(splits: Mapping[str, Sequence[Any]], train_split: str = "trainval") -> list[Any]:
+    """The cases of ``splits[train_split]`` (bundle key ``train_split``).
+
+    Raises:
+        ValueError: ``train_split`` is ``"test"`` (the fold's held-out cases) or not a split name; or it is empty.
+    """
+    if train_split not in TRAIN_SPLITS:
+        raise ValueError(f"train_split must be one of {list(TRAIN_SPLITS)} (never the held-out 'test'), "
+                         f"got {train_split!r}.")
+    cases = list(splits[train_split])
+    if not cases:
+        raise ValueError(f"train_split {train_split!r} of this fold holds no case.")
+    return cases
