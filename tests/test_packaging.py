@@ -83,3 +83,15 @@ def test_ci_installs_into_a_fresh_venv_with_the_readme_test_command():
     readme_line = next(line for line in readme.splitlines() if command in line)
     assert "-m venv" in readme_line, f"the README's test command should create the venv too: {readme_line}"
     assert {"onnx", "onnxruntime", "mlflow-skinny"} <= _declared("options.extras_require", "test")
+
+
+def test_bundle_templates_ship_as_package_data():
+    from vnas_monai.bundle.templates import apache_2_0, logging_conf
+
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / "setup.cfg")
+    patterns = [p.strip() for p in cfg["options.package_data"]["vnas_monai.bundle.templates"].split(",")]
+    folder = REPO / "vnas_monai" / "bundle" / "templates"
+    shipped = {f.name for pattern in patterns for f in folder.glob(pattern)}
+    assert {"LICENSE-Apache-2.0.txt", "logging.conf"} <= shipped
+    assert apache_2_0().lstrip().startswith("Apache License") and "[loggers]" in logging_conf()

@@ -28,9 +28,11 @@ output, the output's ``channel_def`` as label names); ``models/model.pt`` loaded
 
 from __future__ import annotations
 
+import ast
 import datetime
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -112,6 +114,23 @@ def _literal(value: Any) -> bool:
     return True
 
 
+_PLANNED = re.compile(r"^\$vnas_monai\.plan\.plan_value\(@plan_dict, '\w+', (.*)\)$")
+
+
+def _source_value(value: Any) -> tuple[bool, Any]:
+    """``(found, value)`` of a source config entry: a literal, or the no-plan default of a planned key
+    (``"$vnas_monai.plan.plan_value(@plan_dict, 'roi_size', [96, 96, 64])"`` gives ``[96, 96, 64]``)."""
+    if _literal(value):
+        return True, value
+    match = _PLANNED.match(value) if isinstance(value, str) else None
+    if match is not None:
+        try:
+            return True, ast.literal_eval(match.group(1))
+        except (ValueError, SyntaxError):
+            return False, None
+    return False, None
+
+
 def read_source_settings(bundle_dir: Union[str, os.PathLike, None]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Hyper-parameters and metadata of a source bundle (e.g. ``bundles/vnas_nih``).
 
@@ -133,8 +152,10 @@ def read_source_settings(bundle_dir: Union[str, os.PathLike, None]) -> tuple[dic
                     continue
                 config = json.loads(path.read_text())
                 for key in SOURCE_KEYS:
-                    if key not in settings and key in config and _literal(config[key]):
-                        settings[key] = config[key]
+                    if key not in settings and key in config:
+                        found, value = _source_value(config[key])
+                        if found:
+                            settings[key] = value
         for folder in folders:
             if (folder / "metadata.json").is_file():
                 metadata = json.loads((folder / "metadata.json").read_text())
@@ -189,7 +210,7 @@ def _write_bundle(
     """Write the bundle's files into ``root`` (the folder that will be renamed to ``name``)."""
     import torch
 
-    from vnas_monai.bundle.templates import APACHE_2_0, LOGGING_CONF
+    from vnas_monai.bundle.templates import apache_2_0, logging_conf
 
     for sub in ("configs", "models", "docs"):
         (root / sub).mkdir(parents=True, exist_ok=True)
@@ -199,9 +220,9 @@ def _write_bundle(
     _write_json(root / "configs" / "train.json", train_config(settings))
     _write_json(root / "configs" / "metadata.json", meta)
     src_logging = Path(bundle_dir) / "logging.conf" if bundle_dir is not None else None
-    logging_conf = src_logging.read_text() if src_logging is not None and src_logging.is_file() else LOGGING_CONF
-    (root / "configs" / "logging.conf").write_text(logging_conf)
-    (root / "LICENSE").write_text(APACHE_2_0)
+    logging_text = src_logging.read_text() if src_logging is not None and src_logging.is_file() else logging_conf()
+    (root / "configs" / "logging.conf").write_text(logging_text)
+    (root / "LICENSE").write_text(apache_2_0())
     terms = data_licence or source.get("data_licence") or (
         "see the data source's terms of use (e.g. TCIA data usage policy for NIH Pancreas-CT, CC BY-SA 4.0 for the "
         "Medical Segmentation Decathlon)"
