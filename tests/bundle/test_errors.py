@@ -51,7 +51,7 @@ def test_misspelt_key(tmp_path):
 def test_missing_dataset_dir(tmp_path):
     out = _bundle(tmp_path, "--dataset_dir", str(tmp_path / "nope"))
     lines = _check_short_failure(out, f"FileNotFoundError: dataset_dir {tmp_path / 'nope'} does not exist", tmp_path)
-    assert "config item 'splits'" in lines[-3]
+    assert "config item 'dataset_root'" in lines[-3]  # the item that resolves dataset_dir
 
 
 def test_truncated_nifti(tmp_path, pancreas_ct_msd):

@@ -29,8 +29,8 @@ def evaluate_method(
     """
     from vnas_monai.baselines.pipeline import eval_dataset
     from vnas_monai.baselines.training import predict_cases
+    from vnas_monai.bundle.datalists import case_name
     from vnas_monai.bundle.metrics import case_metrics
-    from vnas_monai.bundle.utils import case_name
 
     num_classes = len(plan["class_names"])
     records = []

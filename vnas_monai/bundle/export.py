@@ -89,14 +89,14 @@ def image_datalist(images: Union[str, os.PathLike, Sequence[Any]]) -> list[dict[
     """Datalist for the exported inference.json: ``images`` is an image file, a DICOM series folder, a folder of
     images and series, or a list of files / ``{"image": ...}`` dicts.
 
-    The same rules as the pipeline's inference bundle (:func:`vnas_monai.bundle.utils.inference_datalist`): a folder
+    The same rules as the pipeline's inference bundle (:func:`vnas_monai.bundle.datalists.inference_datalist`): a folder
     is scanned for NIfTI/ITK files and DICOM series folders (a folder holding only DICOM slices is one series).
 
     Raises:
         FileNotFoundError: a file or folder that does not exist.
         ValueError: no image found, or two images that would be written under the same case name.
     """
-    from vnas_monai.bundle.utils import inference_datalist, scan_image_dir
+    from vnas_monai.bundle.datalists import inference_datalist, scan_image_dir
 
     if isinstance(images, (str, os.PathLike)) and Path(images).expanduser().is_dir():
         images = scan_image_dir(images, field="images")
@@ -303,7 +303,7 @@ def export_bundle(
         resolve_checkpoint,
         shape_mismatch,
     )
-    from vnas_monai.bundle.utils import load_state_dict
+    from vnas_monai.bundle.weights import load_state_dict
     from vnas_monai.networks import VNASNet
 
     settings, source = read_source_settings(bundle_dir)

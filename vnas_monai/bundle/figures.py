@@ -181,7 +181,7 @@ class OverlayWriter:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
 
     def __call__(self, engine: Any) -> None:
-        from vnas_monai.bundle.utils import case_name
+        from vnas_monai.bundle.datalists import case_name
 
         output = engine.state.output
         for item in output if isinstance(output, (list, tuple)) else [output]:

@@ -255,7 +255,7 @@ class SegmentationMetricsWriter:
         self.summary = None
 
     def iteration_completed(self, engine: Any) -> None:
-        from vnas_monai.bundle.utils import case_name
+        from vnas_monai.bundle.datalists import case_name
 
         output = engine.state.output
         items = output if isinstance(output, (list, tuple)) else [output]

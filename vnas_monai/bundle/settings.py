@@ -107,7 +107,7 @@ def _load(path: str, mtime: float, weights_mtime: float) -> tuple[str, dict[str,
             raise ValueError(f"{settings_file} must hold a JSON object of settings.")
         return str(settings_file), data
     if weights_mtime >= 0:
-        from vnas_monai.bundle.utils import load_state_dict
+        from vnas_monai.bundle.weights import load_state_dict
 
         return path, settings_from_state_dict(load_state_dict(path))
     return "", {}

@@ -34,9 +34,10 @@ LAYOUTS: tuple[str, ...] = ("auto", "msd", "nih")
 #: Folder in which TCIA ships the NIH Pancreas-CT labels; named in "label not found" errors.
 NIH_LABEL_FOLDER = "TCIA_pancreas_labels-02-05-2017"
 
-_PATIENT_RE = re.compile(r"^pancreas_(\d+)(\.nii(\.gz)?)?$", re.IGNORECASE)
+#: an NIH patient folder (or NIfTI) name, ``PANCREAS_0001``; group 1 is the number
+PATIENT_RE = re.compile(r"^pancreas_(\d+)(\.nii(\.gz)?)?$", re.IGNORECASE)
 _LABEL_RE = re.compile(r"^label(\d+)\.nii(\.gz)?$", re.IGNORECASE)
-_NIFTI_RE = re.compile(r"\.nii(\.gz)?$", re.IGNORECASE)
+NIFTI_RE = re.compile(r"\.nii(\.gz)?$", re.IGNORECASE)
 
 
 def _existing_dir(dataset_dir: str | os.PathLike) -> Path:
@@ -57,7 +58,7 @@ def _walk(root: Path) -> Iterable[tuple[Path, list[str], list[str]]]:
 
 
 def _is_nifti(path: str | os.PathLike) -> bool:
-    return bool(_NIFTI_RE.search(str(path)))
+    return bool(NIFTI_RE.search(str(path)))
 
 
 def detect_layout(dataset_dir: str | os.PathLike) -> str:
@@ -78,7 +79,7 @@ def detect_layout(dataset_dir: str | os.PathLike) -> str:
     if (root / "dataset.json").is_file():
         return "msd"
     for dirpath, dirnames, filenames in _walk(root):
-        if any(_PATIENT_RE.match(n) for n in dirnames + filenames) or any(_LABEL_RE.match(f) for f in filenames):
+        if any(PATIENT_RE.match(n) for n in dirnames + filenames) or any(_LABEL_RE.match(f) for f in filenames):
             return "nih"
     raise ValueError(
         f"Cannot tell the layout of dataset_dir {root}: it has no dataset.json (MSD layout) and no PANCREAS_* folders "
@@ -161,12 +162,12 @@ def _load_nih(root: Path) -> list[dict[str, str]]:
     labels: dict[int, Path] = {}
     for dirpath, dirnames, filenames in _walk(root):
         for name in list(dirnames):
-            m = _PATIENT_RE.match(name)
+            m = PATIENT_RE.match(name)
             if m and not m.group(2):
                 _add_unique(patients, int(m.group(1)), dirpath / name, "patient folders")
                 dirnames.remove(name)  # a patient folder holds its series: do not search it for more patients
         for name in filenames:
-            m = _PATIENT_RE.match(name)
+            m = PATIENT_RE.match(name)
             if m and m.group(2):
                 _add_unique(patients, int(m.group(1)), dirpath / name, "patient images")
             m = _LABEL_RE.match(name)
