@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vnas_monai.io import atomic_write_text
-from vnas_monai.spaces.protocol import choices_digest
+from vnas_monai.spaces.protocol import RowLayout, choices_digest
 
 __all__ = [
     "Architecture",
@@ -290,6 +290,22 @@ class Architecture:
     def options() -> dict[str, list[str]]:
         """Each row's candidate names (every cell chooses among 2D, 3D, P3D)."""
         return {"encoder": list(OP_NAMES), "decoder": list(OP_NAMES)}
+
+    @staticmethod
+    def layout() -> RowLayout:
+        """E1..E16 grouped by ResNet-50 stage (3, 4, 6, 3), then D1..D5; candidates 2D, 3D, P3D."""
+        encoder, i = [], 0
+        for stage, n in enumerate(ENCODER_GROUPS):
+            encoder += [f"E{i + j + 1} (stage {stage + 1})" for j in range(n)]
+            i += n
+        separators = [int(sum(ENCODER_GROUPS[: k + 1])) for k in range(len(ENCODER_GROUPS))]
+        return RowLayout({"encoder": encoder, "decoder": [f"D{b + 1}" for b in range(NUM_DECODER_BLOCKS)]},
+                         ["2D", "3D", "P3D"], separators, "0=2D, 1=3D, 2=P3D")
+
+    def summary(self) -> str:
+        """``encoder [0 0 0, 0 0 0 1, ...], decoder [0 0 1 0 1]`` (the paper's notation)."""
+        enc, dec = self.to_paper()
+        return f"encoder [{enc}], decoder [{dec}]"
 
     def neighbours(self) -> list[Architecture]:
         """Every architecture that differs in exactly one cell (21 cells x 2 other candidates = 42), encoder first."""

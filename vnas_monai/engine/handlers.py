@@ -20,35 +20,40 @@ import ignite.distributed as idist
 import torch
 from ignite.engine import Engine, Events
 
-from vnas_monai.arch import NUM_DECODER_BLOCKS, NUM_ENCODER_CELLS, OP_NAMES
 from vnas_monai.engine.plots import plot_probability_history
 from vnas_monai.engine.search import ARCH_LOSS, unwrap_network
 
 __all__ = ["ArchitectureLogger", "search_losses"]
 
 
-def _rows(probs: Any, n: int, part: str, decimals: int) -> list[list[float]]:
+_COUNTERS = ("epoch", "iteration")
+
+
+def _rows(probs: Any, part: str, decimals: int, num_rows: int | None = None) -> list[list[float]]:
     rows = probs.detach().float().cpu().tolist() if isinstance(probs, torch.Tensor) else [list(r) for r in probs]
-    if len(rows) != n or any(len(r) != len(OP_NAMES) for r in rows):
-        raise ValueError(f"{part} probabilities must be {n} x {len(OP_NAMES)}, got {len(rows)} rows.")
+    if not rows or len({len(r) for r in rows}) != 1 or (num_rows is not None and len(rows) != num_rows):
+        expected = f"{num_rows} rows" if num_rows is not None else "rows"
+        raise ValueError(f"{part} probabilities must be {expected} of equal length, got {len(rows)} rows.")
     return [[round(float(v), decimals) for v in r] for r in rows]
 
 
-def _check_history(history: Any) -> list[dict[str, Any]]:
+def _entry(epoch: int, iteration: int, probs: Mapping[str, Any], decimals: int) -> dict[str, Any]:
+    """One history entry: the counters and each part's probability table (the space's row layout)."""
+    return {"epoch": int(epoch), "iteration": int(iteration),
+            **{part: _rows(rows, part, decimals) for part, rows in probs.items() if part not in _COUNTERS}}
+
+
+def _check_history(history: Any, layout: Any) -> list[dict[str, Any]]:
+    """Validate a saved history against the space's row layout (part names and cell counts)."""
     if not isinstance(history, Sequence):
         raise ValueError(f"architecture history must be a list of per-epoch entries, got {type(history).__name__}.")
     out = []
     for h in history:
-        if not isinstance(h, Mapping) or not {"epoch", "encoder", "decoder"} <= set(h):
-            raise ValueError(f"architecture history entry {h!r} lacks 'epoch', 'encoder' or 'decoder'.")
-        out.append(
-            {
-                "epoch": int(h["epoch"]),
-                "iteration": int(h.get("iteration", 0)),
-                "encoder": _rows(h["encoder"], NUM_ENCODER_CELLS, "encoder", 12),
-                "decoder": _rows(h["decoder"], NUM_DECODER_BLOCKS, "decoder", 12),
-            }
-        )
+        if not isinstance(h, Mapping) or not {"epoch", *layout.parts} <= set(h):
+            raise ValueError(f"architecture history entry {h!r} lacks 'epoch' or one of {list(layout.parts)}.")
+        for part, names in layout.parts.items():
+            _rows(h[part], part, 12, len(names))
+        out.append(_entry(h["epoch"], h.get("iteration", 0), {k: h[k] for k in layout.parts}, 12))
     return out
 
 
@@ -111,6 +116,8 @@ class ArchitectureLogger:
         self._engine: Engine | None = None
         self._writer: Any = None
         self._published: tuple[int, int, bool] | None = None
+        self._layout: Any = None  # the encoding's RowLayout, from the first derived architecture
+        self._options: dict[str, list[str]] | None = None
 
     # ----------------------------------------------------------------- ignite API
     def attach(self, engine: Engine) -> None:
@@ -145,9 +152,18 @@ class ArchitectureLogger:
         """Restore the history saved by :meth:`state_dict` (e.g. by MONAI ``CheckpointLoader``)."""
         if not isinstance(state_dict, Mapping) or "history" not in state_dict:
             raise ValueError("ArchitectureLogger state must be a mapping with a 'history' list.")
-        self.history = _check_history(state_dict["history"])
+        self.history = _check_history(state_dict["history"], self._space_layout())
 
     # ----------------------------------------------------------------- internals
+    def _space_layout(self) -> Any:
+        """The row layout of the searched space: the network's encoding's, else V-NAS's (no network known yet)."""
+        net = self.network if self.network is not None else getattr(self._engine, "network", None)
+        if net is not None:
+            return unwrap_network(net).derive().layout()
+        from vnas_monai.arch import Architecture
+
+        return Architecture.layout()
+
     def _network(self, engine: Engine) -> torch.nn.Module:
         net = self.network if self.network is not None else getattr(engine, "network", None)
         if net is None:
@@ -170,16 +186,12 @@ class ArchitectureLogger:
         return int(idist.get_rank() if rank is None else rank)
 
     def _record(self, engine: Engine) -> None:
+        if self._options is None:
+            self._options = self._network(engine).derive().options()
         epoch, iteration = int(engine.state.epoch), int(engine.state.iteration)
         if self.history and (self.history[-1]["epoch"], self.history[-1]["iteration"]) == (epoch, iteration):
             return  # already recorded at this point (state_dict() ran first in the same event)
-        probs = self._network(engine).arch_probabilities()
-        entry = {
-            "epoch": epoch,
-            "iteration": iteration,
-            "encoder": _rows(probs["encoder"], NUM_ENCODER_CELLS, "encoder", self.decimals),
-            "decoder": _rows(probs["decoder"], NUM_DECODER_BLOCKS, "decoder", self.decimals),
-        }
+        entry = _entry(epoch, iteration, self._network(engine).arch_probabilities(), self.decimals)
         # an entry for this epoch or later can only come from an interrupted run being resumed: replace it
         self.history = [h for h in self.history if h["epoch"] < epoch] + [entry]
         if self.tensorboard_dir is not None and self._rank(engine) == 0:
@@ -191,10 +203,14 @@ class ArchitectureLogger:
                 from torch.utils.tensorboard import SummaryWriter
 
                 self._writer = SummaryWriter(log_dir=str(self.tensorboard_dir))
-            for part, prefix in (("encoder", "E"), ("decoder", "D")):
-                width = 2 if part == "encoder" else 1
-                for i, row in enumerate(entry[part]):
-                    for op, p in zip(OP_NAMES, row):
+            options = self._options or {}
+            for part, rows in entry.items():
+                if part in _COUNTERS:
+                    continue
+                prefix, width = part[:1].upper(), len(str(len(rows)))
+                names = options.get(part) or [str(k) for k in range(len(rows[0]))]
+                for i, row in enumerate(rows):
+                    for op, p in zip(names, row):
                         self._writer.add_scalar(f"arch/{prefix}{i + 1:0{width}d}/{op}", p, entry["epoch"])
             self._writer.flush()
         except Exception as e:  # a broken TensorBoard install must not stop a day-long search
@@ -207,6 +223,7 @@ class ArchitectureLogger:
         self._published = point
         net = self._network(engine)
         arch = net.derive()
+        self._layout = arch.layout()
         arch.meta.update(
             {
                 "history": [dict(h) for h in self.history],
@@ -223,7 +240,6 @@ class ArchitectureLogger:
         arch.meta["margins"] = {k: [round(m, self.decimals) for m in v] for k, v in margins.items()}
         arch.meta["decision"] = {k: round(v, self.decimals) if isinstance(v, float) else v for k, v in decision.items()}
         path = arch.save(self.output_dir / self.filename)
-        enc, dec = arch.to_paper()
         epoch = int(engine.state.epoch)
         if not arch.meta["mix"] and epoch <= warmup:
             # the argmax of uniform probabilities is all-2D: not a choice, so do not print it as one
@@ -232,7 +248,7 @@ class ArchitectureLogger:
             self._plot()
             return
         self.logger.info(
-            f"V-NAS architecture at epoch {epoch} (0=2D, 1=3D, 2=P3D): encoder [{enc}], decoder [{dec}], "
+            f"V-NAS architecture at epoch {epoch} ({self._layout.code_legend}): {arch.summary()}, "
             f"median cell margin {decision['median_margin']:.3f} (min {decision['min_margin']:.3f})"
             f"{' (final)' if complete else ''} -> {path}"
         )
@@ -252,7 +268,7 @@ class ArchitectureLogger:
     def _plot(self) -> None:
         if self.png and self.history:
             try:
-                plot_probability_history(self.history, self.output_dir / self.png)
+                plot_probability_history(self.history, self.output_dir / self.png, layout=self._layout)
             except Exception as e:  # the JSON is the product; a plotting failure only costs the picture
                 self.logger.warning(f"ArchitectureLogger: could not plot {self.png}: {e}")
 

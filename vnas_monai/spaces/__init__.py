@@ -10,12 +10,13 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
-from .protocol import DifferentiableSpace, Encoding, NetworkBuilder, choices_digest
+from .protocol import DifferentiableSpace, Encoding, NetworkBuilder, RowLayout, choices_digest
 
 __all__ = [
     "DifferentiableSpace",
     "Encoding",
     "NetworkBuilder",
+    "RowLayout",
     "SearchSpace",
     "choices_digest",
     "get_space",

@@ -20,11 +20,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["Encoding", "DifferentiableSpace", "NetworkBuilder", "choices_digest"]
+__all__ = ["Encoding", "DifferentiableSpace", "NetworkBuilder", "RowLayout", "choices_digest"]
 
 
 def choices_digest(space: str, choices: Mapping[str, Any]) -> str:
@@ -32,6 +33,28 @@ def choices_digest(space: str, choices: Mapping[str, Any]) -> str:
     every run and machine."""
     text = json.dumps({"space": space, "choices": choices}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class RowLayout:
+    """How logs and figures lay out a space's choice probabilities.
+
+    Attributes:
+        parts: part name -> one label per cell, in row order (e.g. ``{"encoder": ["E1 (stage 1)", ...]}``); the
+            parts' probabilities are ``(cells, options)`` tables under the same names.
+        options: the legend label of each candidate, in code order (e.g. ``["2D", "3D", "P3D"]``).
+        separators: row counts from the top after which figures draw a line (stage boundaries).
+        code_legend: how a log line reads the codes (e.g. ``"0=2D, 1=3D, 2=P3D"``).
+    """
+
+    parts: dict[str, list[str]]
+    options: list[str]
+    separators: list[int] = field(default_factory=list)
+    code_legend: str = ""
+
+    @property
+    def num_rows(self) -> int:
+        return sum(len(v) for v in self.parts.values())
 
 
 @runtime_checkable
@@ -55,6 +78,12 @@ class Encoding(Protocol):
 
     def neighbours(self) -> Sequence[Encoding]:
         """Every valid encoding that differs in exactly one variable."""
+
+    def layout(self) -> RowLayout:
+        """The row layout of the space's probability tables (the same for every encoding of the space)."""
+
+    def summary(self) -> str:
+        """One line for logs: the choices in the paper's notation."""
 
 
 @runtime_checkable
