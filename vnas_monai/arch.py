@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vnas_monai.io import atomic_write_text
-from vnas_monai.spaces.protocol import RowLayout, choices_digest
+from vnas_monai.spaces.protocol import DECIDED_MARGIN, RowLayout, cell_margins, choices_digest, decision_of
 
 __all__ = [
     "Architecture",
@@ -36,9 +36,6 @@ OP_NAMES: tuple[str, ...] = ("2d", "3d", "p3d")
 ENCODER_GROUPS: tuple[int, ...] = (3, 4, 6, 3)
 NUM_ENCODER_CELLS: int = sum(ENCODER_GROUPS)
 NUM_DECODER_BLOCKS: int = 5
-#: A search is *decided* when the median cell margin (best minus second-best probability) reaches this (issue 14;
-#: a 30-CPU-minute search with the paper's architecture step ended at 0.001, an argmax over noise).
-DECIDED_MARGIN: float = 0.2
 
 #: The three architectures the paper reports (Tables 2, 3 and 4), in the paper's notation.
 PRESETS: dict[str, tuple[str, str]] = {
@@ -252,13 +249,7 @@ class Architecture:
         """How decided the search is: median and minimum cell margin over the 21 cells, and whether the median
         reaches ``threshold`` (``None`` without probabilities). An undecided architecture is an argmax over noise."""
         margins = self.margins()
-        if margins is None:
-            return None
-        flat = sorted(margins["encoder"] + margins["decoder"])
-        n = len(flat)
-        median = flat[n // 2] if n % 2 else 0.5 * (flat[n // 2 - 1] + flat[n // 2])
-        return {"median_margin": median, "min_margin": flat[0], "threshold": float(threshold),
-                "decided": median >= threshold}
+        return None if margins is None else decision_of(margins, threshold)
 
     @property
     def codes(self) -> list[int]:
@@ -327,15 +318,6 @@ class Architecture:
     def __repr__(self) -> str:
         enc, dec = self.to_paper()
         return f"Architecture(encoder=[{enc}], decoder=[{dec}])"
-
-
-def cell_margins(rows: Sequence[Sequence[float]]) -> list[float]:
-    """Best minus second-best probability of each row (cell) of a probability table."""
-    margins = []
-    for row in rows:
-        top = sorted((float(v) for v in row), reverse=True)
-        margins.append(top[0] - top[1] if len(top) > 1 else 1.0)
-    return margins
 
 
 def aggregate(architectures: Sequence[Architecture | str | os.PathLike]) -> Architecture:

@@ -10,15 +10,27 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
-from .protocol import DifferentiableSpace, Encoding, NetworkBuilder, RowLayout, choices_digest
+from .protocol import (
+    DECIDED_MARGIN,
+    DifferentiableSpace,
+    Encoding,
+    NetworkBuilder,
+    RowLayout,
+    cell_margins,
+    choices_digest,
+    decision_of,
+)
 
 __all__ = [
+    "DECIDED_MARGIN",
     "DifferentiableSpace",
     "Encoding",
     "NetworkBuilder",
     "RowLayout",
     "SearchSpace",
+    "cell_margins",
     "choices_digest",
+    "decision_of",
     "get_space",
     "register_space",
     "space_names",

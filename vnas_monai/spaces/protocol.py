@@ -25,7 +25,14 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["Encoding", "DifferentiableSpace", "NetworkBuilder", "RowLayout", "choices_digest"]
+__all__ = [
+    "DECIDED_MARGIN", "DifferentiableSpace", "Encoding", "NetworkBuilder", "RowLayout", "cell_margins",
+    "choices_digest", "decision_of",
+]
+
+#: a search is *decided* when the median over its cells of (best - second-best probability) reaches this; below it
+#: the argmax of several cells is noise (issue 14)
+DECIDED_MARGIN = 0.2
 
 
 def choices_digest(space: str, choices: Mapping[str, Any]) -> str:
@@ -33,6 +40,27 @@ def choices_digest(space: str, choices: Mapping[str, Any]) -> str:
     every run and machine."""
     text = json.dumps({"space": space, "choices": choices}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+
+
+def cell_margins(rows: Sequence[Sequence[float]]) -> list[float]:
+    """Best minus second-best probability of each row (cell) of a probability table."""
+    margins = []
+    for row in rows:
+        top = sorted((float(v) for v in row), reverse=True)
+        margins.append(top[0] - top[1] if len(top) > 1 else 1.0)
+    return margins
+
+
+def decision_of(margins: Mapping[str, Sequence[float]], threshold: float = DECIDED_MARGIN) -> dict[str, Any]:
+    """How decided a search is from its cells' margins (all parts together): median and minimum margin, and whether
+    the median reaches ``threshold``."""
+    flat = sorted(float(m) for part in margins.values() for m in part)
+    if not flat:
+        raise ValueError("decision_of needs at least one cell margin.")
+    n = len(flat)
+    median = flat[n // 2] if n % 2 else 0.5 * (flat[n // 2 - 1] + flat[n // 2])
+    return {"median_margin": median, "min_margin": flat[0], "threshold": float(threshold),
+            "decided": median >= threshold}
 
 
 @dataclass(frozen=True)
@@ -63,6 +91,8 @@ class Encoding(Protocol):
 
     #: the registered name of the space
     space: str
+    #: JSON-able extras written with the encoding (the logger adds history, epoch, margins, decision)
+    meta: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON (the space's ``from_dict`` reads it back)."""
@@ -81,6 +111,15 @@ class Encoding(Protocol):
 
     def layout(self) -> RowLayout:
         """The row layout of the space's probability tables (the same for every encoding of the space)."""
+
+    def margins(self) -> dict[str, list[float]] | None:
+        """Each cell's best minus second-best probability per part (``None`` without probabilities)."""
+
+    def decision(self) -> dict[str, Any] | None:
+        """:func:`decision_of` the margins (``None`` without probabilities)."""
+
+    def save(self, path: Any) -> Any:
+        """Write :meth:`to_dict` (with ``meta``) as JSON, atomically."""
 
     def summary(self) -> str:
         """One line for logs: the choices in the paper's notation."""
