@@ -15,7 +15,9 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DATASETS", "PLANNED", "build_bundles", "load_source", "planned", "write_bundles"]
+__all__ = [
+    "DATASETS", "PLANNED", "build_bundles", "load_source", "network_def", "planned", "preprocessing", "write_bundles"
+]
 
 
 def load_source(root: str | os.PathLike) -> Any:
@@ -63,6 +65,8 @@ def _check_source(search: Any) -> None:
             raise ValueError(f"search.json's {k} must be {planned(k, v)!r}")
     if search["plan_dict"] != PLAN_DICT or search["dataset_root"] != SEARCH_ROOT or search["plan"] is not None:
         raise ValueError("search.json's plan, plan_dict and dataset_root are not the generator's.")
+    if json.loads(json.dumps(search["preprocessing"])) != json.loads(json.dumps(preprocessing())):
+        raise ValueError("search.json's preprocessing is not vnas_monai.bundle.configs.preprocessing().")
 
 
 def top(search: Any, stage: str, desc: str, extra: Any) -> Any:
@@ -78,10 +82,41 @@ def top(search: Any, stage: str, desc: str, extra: Any) -> Any:
     return c
 
 
-def network_def() -> Any:
+def network_def(architecture: str = "@architecture") -> Any:
+    """The discrete network of a stage (and of an exported bundle, whose ``architecture`` is its arch.json)."""
     return OrderedDict([("_target_", "vnas_monai.networks.VNASNet"), ("spatial_dims", 3),
                         ("in_channels", "@in_channels"), ("out_channels", "@num_classes"),
-                        ("architecture", "@architecture"), ("init_filters", "@init_filters")])
+                        ("architecture", architecture), ("init_filters", "@init_filters")])
+
+
+def preprocessing(labels: bool = True, pad: bool = True, label_checks: bool = True) -> list[Any]:
+    """The deterministic preprocessing of every stage (the search's is ``preprocessing()``): load (naming a file it
+    cannot read), channel first, label checks, RAS, resampling to ``@spacing``, the ``@intensity_clip`` window,
+    per-case z-score, padding to ``@roi_size``.
+
+    Args:
+        labels: image and label (training, evaluation) or the image alone (inference).
+        pad: pad to the training patch (not for sliding-window inference on whole volumes).
+        label_checks: check the label against the image and ``@num_classes`` (with ``labels``).
+    """
+    keys: Any = ["image", "label"] if labels else "image"
+    mode: Any = ["bilinear", "nearest"] if labels else "bilinear"
+    xs = [OrderedDict([("_target_", "vnas_monai.data.transforms.CheckedLoadImaged"), ("keys", copy.copy(keys)),
+                       ("image_only", True)]),
+          OrderedDict([("_target_", "EnsureChannelFirstd"), ("keys", copy.copy(keys))])]
+    if labels and label_checks:
+        xs.append(OrderedDict([("_target_", "vnas_monai.data.transforms.CheckImageLabeld"), ("keys", copy.copy(keys)),
+                               ("num_classes", "@num_classes")]))
+    xs += [OrderedDict([("_target_", "Orientationd"), ("keys", copy.copy(keys)), ("axcodes", "RAS"), ("labels", None)]),
+           OrderedDict([("_target_", "Spacingd"), ("keys", copy.copy(keys)), ("pixdim", "@spacing"), ("mode", mode),
+                        ("_disabled_", "$@spacing is None")]),
+           OrderedDict([("_target_", "vnas_monai.data.transforms.ClipIntensityd"), ("keys", "image"),
+                        ("clip", "@intensity_clip")]),
+           OrderedDict([("_target_", "NormalizeIntensityd"), ("keys", "image")])]
+    if pad:
+        xs.append(OrderedDict([("_target_", "SpatialPadd"), ("keys", copy.copy(keys)), ("spatial_size", "@roi_size")]))
+    xs.append(OrderedDict([("_target_", "EnsureTyped"), ("keys", copy.copy(keys))]))
+    return xs
 
 
 # sliding-window inference under the bundle's precision (SupervisedEvaluator's own amp flag is CUDA-only)
@@ -253,16 +288,7 @@ def inference_config(search: Any) -> Any:
     c["datalist"] = "$vnas_monai.bundle.inference_datalist(images=@images, input_dir=@input_dir, splits=@splits_fn)"
     c["network_def"] = network_def()
     c["network"] = LOAD_NETWORK
-    pre = []
-    for t in search["preprocessing"]:
-        t = copy.deepcopy(t)
-        if t["_target_"] in ("vnas_monai.data.transforms.CheckImageLabeld", "SpatialPadd"):
-            continue
-        t["keys"] = "image"
-        if t["_target_"] == "Spacingd":
-            t["mode"] = "bilinear"
-        pre.append(t)
-    c["preprocessing"] = OrderedDict([("_target_", "Compose"), ("transforms", pre)])
+    c["preprocessing"] = OrderedDict([("_target_", "Compose"), ("transforms", preprocessing(labels=False, pad=False))])
     c["dataset"] = OrderedDict([("_target_", "Dataset"), ("data", "@datalist"), ("transform", "@preprocessing")])
     c["dataloader"] = ONE_CASE_LOADER
     c["inferer"] = copy.deepcopy(SLIDING)
@@ -291,7 +317,7 @@ def evaluate_config(search: Any) -> Any:
     c["architecture"] = CHECKPOINT_ARCH
     c["network_def"] = network_def()
     c["network"] = LOAD_NETWORK
-    c["preprocessing"] = [copy.deepcopy(t) for t in search["preprocessing"] if t["_target_"] != "SpatialPadd"]
+    c["preprocessing"] = preprocessing(pad=False)
     c["datalist"] = "$vnas_monai.bundle.evaluation_datalist(@splits, @eval_split)"
     compose = OrderedDict([("_target_", "Compose"), ("transforms", "$@preprocessing")])
     c["dataset"] = OrderedDict([("_target_", "Dataset"), ("data", "@datalist"), ("transform", compose)])

@@ -1,40 +1,18 @@
 """The configs of an exported V-NAS bundle: ``configs/inference.json`` and ``configs/train.json`` (model-zoo keys).
 
-Built from the source bundle's literal settings (:func:`vnas_monai.bundle.export.read_source_settings`); every path
+The network and the preprocessing are those of the pipeline's stages (:mod:`vnas_monai.bundle.configs`). Built
+from the source bundle's literal settings (:func:`vnas_monai.bundle.export.read_source_settings`); every path
 goes through ``@bundle_root`` and the device is chosen at run time, so the exported bundle stands on its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
+from .configs import network_def, preprocessing
+
 __all__ = ["inference_config", "train_config"]
-
-
-def _preprocessing(keys: Sequence[str], with_pad: bool) -> list[dict[str, Any]]:
-    """Deterministic pre-processing shared by training and inference (the search bundle's, minus label checks)."""
-    keys = list(keys)
-    interp = ["bilinear" if k == "image" else "nearest" for k in keys]
-    pre = [
-        # MONAI's LoadImaged that names the file it cannot load and refuses a folder mixing DICOM series
-        {"_target_": "vnas_monai.data.transforms.CheckedLoadImaged", "keys": keys, "image_only": True},
-        {"_target_": "EnsureChannelFirstd", "keys": keys},
-        {"_target_": "Orientationd", "keys": keys, "axcodes": "RAS", "labels": None},
-        {
-            "_target_": "Spacingd",
-            "keys": keys,
-            "pixdim": "@spacing",
-            "mode": interp if len(keys) > 1 else interp[0],
-            "_disabled_": "$@spacing is None",
-        },
-        {"_target_": "vnas_monai.data.transforms.ClipIntensityd", "keys": "image", "clip": "@intensity_clip"},
-        {"_target_": "NormalizeIntensityd", "keys": "image"},
-    ]
-    if with_pad:
-        pre.append({"_target_": "SpatialPadd", "keys": keys, "spatial_size": "@roi_size"})
-    pre.append({"_target_": "EnsureTyped", "keys": keys})
-    return pre
 
 
 def _common(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -49,14 +27,7 @@ def _common(settings: Mapping[str, Any]) -> dict[str, Any]:
         "init_filters": settings["init_filters"],
         "intensity_clip": settings["intensity_clip"],
         "spacing": settings["spacing"],
-        "network_def": {
-            "_target_": "vnas_monai.networks.VNASNet",
-            "spatial_dims": 3,
-            "in_channels": "@in_channels",
-            "out_channels": "@num_classes",
-            "architecture": "@arch_file",
-            "init_filters": "@init_filters",
-        },
+        "network_def": network_def("@arch_file"),
         "network": "$@network_def.to(@run_device)",
     }
 
@@ -78,7 +49,7 @@ def inference_config(settings: Mapping[str, Any]) -> dict[str, Any]:
             "sw_batch_size": 1,
             "overlap": 0.25,
             "datalist": "$vnas_monai.bundle.export.image_datalist(@images)",
-            "preprocessing": {"_target_": "Compose", "transforms": _preprocessing(["image"], with_pad=False)},
+            "preprocessing": {"_target_": "Compose", "transforms": preprocessing(labels=False, pad=False)},
             "dataset": {"_target_": "Dataset", "data": "@datalist", "transform": "@preprocessing"},
             "dataloader": {
                 "_target_": "DataLoader",
@@ -194,7 +165,7 @@ def train_config(settings: Mapping[str, Any]) -> dict[str, Any]:
                 "power": 0.9,
             },
             "train": {
-                "preprocessing": _preprocessing(["image", "label"], with_pad=True),
+                "preprocessing": preprocessing(labels=True, pad=True, label_checks=False),
                 "augmentation": [
                     {
                         "_target_": "RandCropByPosNegLabeld",
@@ -290,7 +261,7 @@ def train_config(settings: Mapping[str, Any]) -> dict[str, Any]:
             "validate": {
                 "preprocessing": {
                     "_target_": "Compose",
-                    "transforms": _preprocessing(["image", "label"], with_pad=False),
+                    "transforms": preprocessing(labels=True, pad=False, label_checks=False),
                 },
                 "dataset": {
                     "_target_": "CacheDataset",
