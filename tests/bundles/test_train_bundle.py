@@ -139,7 +139,7 @@ def test_plan_auto_drives_search_and_train(tmp_path, hippocampus_dir):
     common = dict(dataset_dir=str(hippocampus_dir), num_classes=3, max_cases=8, num_folds=4, plan="auto")
     tiny = {k: v for k, v in TINY.items() if k not in ("roi_size", "num_samples")}  # the plan's
     search = ConfigWorkflow(config_file=str(BUNDLES / "vnas_nih" / "search.json"), workflow_type=None,
-                            run_id="search", work_dir=str(tmp_path), **tiny, **common)
+                            run_id="run", work_dir=str(tmp_path), **tiny, **common)  # 'run' is an alias of 'search'
     search.initialize()
     search.run()
     search.finalize()

@@ -372,7 +372,8 @@ def apply(c: Any, name: str, stage: str) -> Any:
         c["class_names"] = planned("class_names", d["class_names"])
     c["_desc_"] = c["_desc_"].replace("NIH Pancreas-CT", DESC[name])
     if stage == "search":
-        c["_desc_"] = f"V-NAS architecture search (Zhu et al., 3DV 2019, Alg. 1) on {DESC[name]}; run id 'search'."
+        c["_desc_"] = (f"V-NAS architecture search (Zhu et al., 3DV 2019, Alg. 1) on {DESC[name]}; run id "
+                       "'search' (or 'run', as every other stage).")
     elif name != "vnas_nih":
         c["_desc_"] = c["_desc_"].rstrip() + f" Defaults for {DESC[name]}."
     return c
