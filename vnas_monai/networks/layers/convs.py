@@ -191,8 +191,6 @@ class SliceConv3d(nn.Conv3d):
         self.pad3 = [0, 0, 0] if isinstance(self.padding, str) else [int(p) for p in self.padding]
         # the forms that compute this kernel (a list: TorchScript has no module-level tables)
         self.applicable = [form for form, kinds in _APPLIES.items() if self.kind in kinds]
-        # kept for callers of the former API: a kernel the slice form applies to
-        self.in_plane = "slices" in self.applicable
         # the auto choice per regime, resolved once (TorchScript has no module-level tables)
         self.auto_cpu_cl = auto_form(self.kind, "cpu", True)
         self.auto_cpu = auto_form(self.kind, "cpu", False)
