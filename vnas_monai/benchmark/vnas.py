@@ -31,7 +31,8 @@ import torch
 from vnas_monai.arch import Architecture
 
 __all__ = [
-    "VNAS_RECIPE",
+    "RECIPES",
+    "VNAS_NETWORK",
     "random_architecture",
     "search_architecture",
     "train_architecture",
@@ -46,7 +47,7 @@ __all__ = [
 #: V-NAS's retraining recipes in the benchmark. ``paper`` (the default): the paper's SGD (§3.3: 0.05, momentum 0.9,
 #: weight decay 5e-4, poly 0.9) with nnU-Net's DiceCE loss; ``adam``: MONAI's tutorial optimiser (Adam 1e-3; the one
 #: that makes the UNet row reach 87.7) with a poly decay over the budget. Measured on the hippocampus (fold 0, a fixed
-#: architecture, 10 min, 1 thread): paper 85.5 mean Dice, adam 83.5 (``benchmarks/results/vnas_retraining_recipes.md``).
+#: architecture, 10 min, 1 thread): paper 85.5 mean Dice, adam 83.5 (``benchmarks/results/vnas_retraining_recipes/``).
 RECIPES: dict[str, dict[str, Any]] = {
     "adam": {"optimizer": "Adam", "lr": 1e-3, "schedule": "poly", "loss": "DiceCE"},
     "paper": {"optimizer": "SGD", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4, "schedule": "poly",
@@ -55,7 +56,6 @@ RECIPES: dict[str, dict[str, Any]] = {
 #: what shapes the benchmark's V-NAS networks: the stem width, and a full-resolution stage after the head (the
 #: decoder ends at 1/2 resolution, coarse for a structure a few voxels thick; see ``FullResolutionRefine``)
 VNAS_NETWORK: dict[str, Any] = {"init_filters": 16, "full_resolution_channels": 8}
-VNAS_RECIPE: dict[str, Any] = dict(RECIPES["paper"], **VNAS_NETWORK, precision="auto")
 #: the paper's architecture step: Adam 3e-4 over 40,000 iterations, i.e. at most about 12 per logit in total
 PAPER_ARCH_LR, PAPER_ARCH_MOVE, MAX_ARCH_LR = 3e-4, 3e-4 * 40_000, 0.05
 #: the entropy term of a budgeted search (``ArchEntropyPenalty``), ramped over its first half of architecture steps
