@@ -157,3 +157,33 @@ def test_vnas_methods_on_phantoms_end_to_end(tmp_path):
     assert " | ".join(arch.to_paper()) == meta["architecture"]
     state = torch.load(tmp_path / "vnas" / "model.pt", weights_only=True)
     assert "arch_code" in state
+
+
+def test_vnas_retraining_can_start_from_the_supernet(tmp_path, monkeypatch):
+    """``init="supernet"``: the derived network's first weights are the supernet's (same module names), not fresh."""
+    import vnas_monai.benchmark.vnas as vnas
+    from vnas_monai.cli import main
+
+    starts, original = [], vnas._retrain
+
+    def spy(name, net, *args, **kwargs):
+        starts.append({k: v.detach().clone() for k, v in net.state_dict().items()})
+        return original(name, net, *args, **kwargs)
+
+    monkeypatch.setattr(vnas, "_retrain", spy)
+    register_method("vnas_warm", lambda plan, splits, budget_s, work, seed=0, max_steps=None: vnas.train_vnas(
+        plan, splits, budget_s, work, seed, max_steps=2, init="supernet"))
+    try:
+        main(["benchmark", "--budget_min", "0.1", "--methods", "vnas_warm", "--work_dir", str(tmp_path),
+              "--phantom_cases", "8"])
+    finally:
+        METHODS.pop("vnas_warm", None)
+    meta = json.loads((tmp_path / "vnas_warm" / "result.json").read_text())["meta"]
+    assert meta["retrain_init"] == "supernet"
+    supernet = torch.load(meta["supernet_checkpoint"], weights_only=True)
+    (start,) = starts
+    shared = [k for k in start if k in supernet and not k.endswith("num_batches_tracked")]
+    assert len(shared) == len([k for k in start if not k.endswith("num_batches_tracked")]) - 1  # all but arch_code
+    assert all(torch.equal(start[k], supernet[k]) for k in shared)
+    with pytest.raises(ValueError, match="init must be one of"):
+        vnas.train_vnas({}, {}, 1.0, tmp_path, init="imagenet")

@@ -91,7 +91,7 @@ class ToySupernet(nn.Module):
 
     def forward(self, x):
         for row, ops in zip(F.softmax(self.alpha, -1), self.cells):
-            x = F.relu(sum(w * op(x) for w, op in zip(row, ops)))
+            x = F.relu(ops[0](x) if len(ops) == 1 else sum(w * op(x) for w, op in zip(row, ops)))
         return self.head(x)
 
     def arch_parameters(self):
@@ -108,6 +108,17 @@ class ToySupernet(nn.Module):
         return ToyEncoding(p.argmax(-1).tolist(), {"cells": p.tolist()})
 
 
+def build_toy_network(encoding, width: int = 4):
+    """The toy space's discrete network: each cell keeps only its chosen op (module names as the supernet's)."""
+    net = ToySupernet(width)
+    for i, code in enumerate(encoding.codes):
+        net.cells[i] = nn.ModuleList([net.cells[i][code]])
+    with torch.no_grad():
+        net.alpha.zero_()
+    net.alpha.requires_grad_(False)
+    return net
+
+
 def _loader(seed):
     g = torch.Generator().manual_seed(seed)
     data = [{"image": torch.randn(1, 8, 8, 4, generator=g), "label": torch.randint(0, 2, (1, 8, 8, 4), generator=g)}
@@ -116,7 +127,7 @@ def _loader(seed):
 
 
 def test_toy_space_through_the_generic_search(tmp_path):
-    register_space(SearchSpace("toy", encoding=f"{__name__}:ToyEncoding", network=f"{__name__}:ToyEncoding",
+    register_space(SearchSpace("toy", encoding=f"{__name__}:ToyEncoding", network=f"{__name__}:build_toy_network",
                                supernet=f"{__name__}:ToySupernet"), overwrite=True)
     space = get_space("toy")
     torch.manual_seed(0)
@@ -145,3 +156,6 @@ def test_toy_space_through_the_generic_search(tmp_path):
     with pytest.raises(ValueError, match="cells"):
         restored.load_state_dict({"history": [{"epoch": 1, "encoder": [[1.0, 0.0]]}]})
     assert len({n.digest() for n in arch.neighbours()}) == 2
+    discrete = space.network_builder()(arch)
+    assert all(len(ops) == 1 for ops in discrete.cells)
+    assert discrete(torch.randn(1, 1, 8, 8, 4)).shape == (1, 2, 8, 8, 4)

@@ -58,6 +58,8 @@ RECIPES: dict[str, dict[str, Any]] = {
 VNAS_NETWORK: dict[str, Any] = {"init_filters": 16, "full_resolution_channels": 8}
 #: the paper's architecture step: Adam 3e-4 over 40,000 iterations, i.e. at most about 12 per logit in total
 PAPER_ARCH_LR, PAPER_ARCH_MOVE, MAX_ARCH_LR = 3e-4, 3e-4 * 40_000, 0.05
+#: the share of the ``vnas`` method's budget that goes to the search, and how its retraining starts
+SEARCH_FRACTION, RETRAIN_INIT, RETRAIN_INITS = 0.3, "scratch", ("scratch", "supernet")
 #: the entropy term of a budgeted search (``ArchEntropyPenalty``), ramped over its first half of architecture steps
 ENTROPY_WEIGHT = 0.5
 
@@ -111,6 +113,7 @@ def search_architecture(
 
     from vnas_monai.baselines.common import make_optimizer
     from vnas_monai.baselines.pipeline import make_loader
+    from vnas_monai.baselines.training import save_checkpoint
     from vnas_monai.engine import ArchEntropyPenalty
     from vnas_monai.engine import DiceCELoss as FastDiceCE
     from vnas_monai.engine import PolyLR, TimeBudget, VNASSearchTrainer
@@ -158,9 +161,11 @@ def search_architecture(
     arch = net.derive()
     arch.meta["decision"] = arch.decision()
     path = arch.save(Path(work_dir) / "arch.json")
+    supernet_path = save_checkpoint(net, Path(work_dir) / "supernet.pt")
     stats = {"search_s": round(time.perf_counter() - start, 2), "search_iterations": int(trainer.state.iteration),
              "arch_steps": int(trainer.state.arch_iteration), "arch_warmup_epochs": int(trainer.arch_warmup_epochs),
              "architecture": " | ".join(arch.to_paper()), "decision": arch.decision(), "arch_json": str(path),
+             "supernet_checkpoint": str(supernet_path),
              "arch_learning_rate": arch_optimizer.param_groups[0]["lr"],
              "entropy_weight": entropy_weight, "entropy_ramp_steps": penalty.ramp_steps if penalty else 0}
     return arch, stats
@@ -176,22 +181,38 @@ def _retrain(name: str, net: torch.nn.Module, plan: Mapping[str, Any], splits: M
     settings = _recipe(recipe, network or VNAS_NETWORK)
     params = net.weight_parameters() if hasattr(net, "weight_parameters") else net.parameters()
     trained = fit(name, net, DiceCELoss(to_onehot_y=True, softmax=True), make_optimizer(params, settings), plan, splits,
-                  budget_s, work_dir, settings, _roi(plan), seed, max_steps)
+                  budget_s, work_dir, settings, _roi(plan), seed, max_steps,
+                  intensity=bool(settings.get("intensity", False)), affine=bool(settings.get("affine", False)))
     trained.meta.update(extra)
     return trained
 
 
 def train_vnas(plan: Mapping[str, Any], splits: Mapping[str, Any], budget_s: float, work_dir: str | os.PathLike,
-               seed: int = 0, max_steps: int | None = None, search_fraction: float = 0.3, recipe: str = "paper",
-               network: Mapping[str, Any] | None = None, entropy_weight: float = ENTROPY_WEIGHT) -> Any:
-    """Benchmark method ``vnas``: search for ``search_fraction`` of the budget, retrain for the rest."""
-    from vnas_monai.networks import VNASNet
+               seed: int = 0, max_steps: int | None = None, search_fraction: float = SEARCH_FRACTION,
+               recipe: str = "paper", network: Mapping[str, Any] | None = None,
+               entropy_weight: float = ENTROPY_WEIGHT, init: str = RETRAIN_INIT) -> Any:
+    """Benchmark method ``vnas``: search for ``search_fraction`` of the budget, retrain for the rest.
 
+    ``init``: ``"scratch"`` (the paper, §3.3: the derived network is trained from a fresh initialisation) or
+    ``"supernet"`` (it starts from the supernet's weights of the candidates it kept, moved by ``state_dict``: the
+    search's weight steps are not thrown away; see :meth:`vnas_monai.networks.VNASNet.from_supernet`).
+    """
+    from vnas_monai.networks import VNASNet, VNASSupernet
+
+    if init not in RETRAIN_INITS:
+        raise ValueError(f"init must be one of {RETRAIN_INITS}, got {init!r}.")
     start = time.perf_counter()
     arch, stats = search_architecture(plan, splits, search_fraction * budget_s, work_dir, seed,
                                       max_steps=max_steps, entropy_weight=entropy_weight, network=network)
     torch.manual_seed(seed)
-    net = VNASNet(architecture=arch, **_network_kwargs(plan, network))
+    kwargs = _network_kwargs(plan, network)
+    if init == "supernet":
+        supernet = VNASSupernet(**kwargs)
+        supernet.load_state_dict(torch.load(stats["supernet_checkpoint"], weights_only=True))
+        net = VNASNet.from_supernet(supernet, arch)
+    else:
+        net = VNASNet(architecture=arch, **kwargs)
+    stats.update(retrain_init=init, search_fraction=search_fraction)
     left = max(budget_s - (time.perf_counter() - start), 1.0)
     return _retrain("vnas", net, plan, splits, left, work_dir, seed, max_steps, stats, recipe, network)
 

@@ -50,8 +50,15 @@ PLANNED = OrderedDict([("roi_size", [96, 96, 64]), ("spacing", None), ("intensit
                        ("flip_axes", [0, 1]), ("batch_size", 1), ("num_samples", 2)])
 PLAN_DICT = ("$vnas_monai.plan.resolve_plan(@plan, os.path.join(@work_dir, 'fold' + str(@fold)), @dataset_root, "
              "@splits['trainval'], vnas_monai.networks.DIVISOR)")
+#: the fold's splits from ``@dataset_root`` (the search's own; train and evaluate resolve the dataset once too)
+ROOT_SPLITS = ("$vnas_monai.data.fold_datalists(@dataset_root, fold=@fold, num_folds=@num_folds, seed=@seed, "
+               "datalist_file=@datalist_file, layout=@layout, max_cases=@max_cases)")
 SEARCH_ROOT = ("$vnas_monai.data.resolve_dataset_dir(@dataset_dir, @output_dir, num_cases=@phantom_cases, "
                "num_classes=@num_classes)")
+
+
+#: the dataset of a fold's later stages: the given one, or the phantoms the search generated in its folder
+FOLD_ROOT = SEARCH_ROOT.replace("@output_dir", "os.path.join(@work_dir, 'fold' + str(@fold), 'search')")
 
 
 def planned(key: str, default: Any) -> str:
@@ -63,7 +70,8 @@ def _check_source(search: Any) -> None:
     for k, v in PLANNED.items():
         if search[k] != planned(k, v):
             raise ValueError(f"search.json's {k} must be {planned(k, v)!r}")
-    if search["plan_dict"] != PLAN_DICT or search["dataset_root"] != SEARCH_ROOT or search["plan"] is not None:
+    if (search["plan_dict"] != PLAN_DICT or search["dataset_root"] != SEARCH_ROOT or search["plan"] is not None
+            or search["splits"] != ROOT_SPLITS):
         raise ValueError("search.json's plan, plan_dict and dataset_root are not the generator's.")
     if json.loads(json.dumps(search["preprocessing"])) != json.loads(json.dumps(preprocessing())):
         raise ValueError("search.json's preprocessing is not vnas_monai.bundle.configs.preprocessing().")
@@ -163,7 +171,8 @@ def train_config(search: Any) -> Any:
                          ("train_split", "trainval"), ("val_interval", 10), *INFER_KEYS.items()]))
     # the fold's plan, as the search read it (<work_dir>/fold<k>/plan.json with "auto")
     c["plan"] = None
-    c["dataset_root"] = SEARCH_ROOT.replace("@output_dir", "os.path.join(@work_dir, 'fold' + str(@fold), 'search')")
+    c["dataset_root"] = FOLD_ROOT
+    c["splits"] = ROOT_SPLITS
     c["plan_dict"] = PLAN_DICT
     c["architecture"] = ("$vnas_monai.bundle.resolve_architecture(@arch, search_arch=" + SEARCH_ARCH[1:]
                          + ", fallback=@arch_fallback)")
@@ -315,6 +324,8 @@ def evaluate_config(search: Any) -> Any:
                          ("class_names", ["background", "pancreas"]), ("eval_split", "test"),
                          ("surface_tolerance_mm", 1.0), ("num_overlays", 3), *INFER_KEYS.items()]))
     c["architecture"] = CHECKPOINT_ARCH
+    c["dataset_root"] = FOLD_ROOT
+    c["splits"] = ROOT_SPLITS
     c["network_def"] = network_def()
     c["network"] = LOAD_NETWORK
     c["preprocessing"] = preprocessing(pad=False)

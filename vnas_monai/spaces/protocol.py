@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -54,12 +55,11 @@ def cell_margins(rows: Sequence[Sequence[float]]) -> list[float]:
 def decision_of(margins: Mapping[str, Sequence[float]], threshold: float = DECIDED_MARGIN) -> dict[str, Any]:
     """How decided a search is from its cells' margins (all parts together): median and minimum margin, and whether
     the median reaches ``threshold``."""
-    flat = sorted(float(m) for part in margins.values() for m in part)
+    flat = [float(m) for part in margins.values() for m in part]
     if not flat:
         raise ValueError("decision_of needs at least one cell margin.")
-    n = len(flat)
-    median = flat[n // 2] if n % 2 else 0.5 * (flat[n // 2 - 1] + flat[n // 2])
-    return {"median_margin": median, "min_margin": flat[0], "threshold": float(threshold),
+    median = statistics.median(flat)
+    return {"median_margin": median, "min_margin": min(flat), "threshold": float(threshold),
             "decided": median >= threshold}
 
 

@@ -1,0 +1,63 @@
+"""One V-NAS row of the benchmark under chosen settings (issue 14): a fixed architecture retrained for the whole
+budget, as the random and Mix rows are trained (does the search beat random architectures at equal training?), or
+the ``vnas`` method itself (search inside the budget, then retraining) with another search share or retraining start;
+in both, another recipe, augmentation or network width. The experiments of ``results/vnas_retraining_recipes/``.
+
+    OMP_NUM_THREADS=1 python benchmarks/vnas_variant.py runs/bench/vnas/arch.json 30 runs/bench
+    OMP_NUM_THREADS=1 python benchmarks/vnas_variant.py ARCH 10 runs/recipes --name x_adam_8 --recipe adam \\
+        --full_resolution_channels 8
+    OMP_NUM_THREADS=1 python benchmarks/vnas_variant.py search 10 runs/recipes --name s_warm --search_fraction 0.2 \\
+        --init supernet --intensity
+
+Adds the row ``--name`` (default ``vnas_searched_retrained``) to the benchmark folder, reusing its folds and plan.
+"""
+
+import argparse
+from pathlib import Path
+
+from vnas_monai.benchmark import benchmark
+from vnas_monai.benchmark.registry import register_method
+from vnas_monai.benchmark.vnas import (
+    RECIPES,
+    RETRAIN_INITS,
+    SEARCH_FRACTION,
+    VNAS_NETWORK,
+    train_architecture,
+    train_vnas,
+)
+
+
+def main() -> None:
+    default_data = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "msd_hippocampus")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("arch", help="an arch.json (or preset) to retrain, or 'search' for the vnas method")
+    ap.add_argument("budget_min", type=float)
+    ap.add_argument("work_dir")
+    ap.add_argument("--dataset_dir", default=default_data)
+    ap.add_argument("--name", default="vnas_searched_retrained")
+    ap.add_argument("--recipe", default="paper", choices=sorted(RECIPES))
+    ap.add_argument("--full_resolution_channels", type=int, default=VNAS_NETWORK["full_resolution_channels"])
+    ap.add_argument("--init_filters", type=int, default=VNAS_NETWORK["init_filters"])
+    ap.add_argument("--intensity", action="store_true", help="intensity augmentation (noise, scale, contrast)")
+    ap.add_argument("--affine", action="store_true", help="RandAffined (rotation, scaling)")
+    ap.add_argument("--search_fraction", type=float, default=SEARCH_FRACTION, help="with arch 'search'")
+    ap.add_argument("--init", default="scratch", choices=RETRAIN_INITS, help="with arch 'search'")
+    args = ap.parse_args()
+    network = dict(VNAS_NETWORK, full_resolution_channels=args.full_resolution_channels, init_filters=args.init_filters)
+    if args.intensity or args.affine:
+        RECIPES[args.recipe] = dict(RECIPES[args.recipe], intensity=args.intensity, affine=args.affine)
+
+    def method(plan, splits, budget_s, work, seed=0, max_steps=None):
+        if args.arch == "search":
+            return train_vnas(plan, splits, budget_s, work, seed, max_steps, args.search_fraction, args.recipe,
+                              network, init=args.init)
+        return train_architecture(plan, splits, budget_s, work, args.arch, args.name, seed, max_steps, args.recipe,
+                                  network)
+
+    register_method(args.name, method)
+    print(benchmark(dataset_dir=args.dataset_dir, budget_min=args.budget_min, methods=args.name,
+                    work_dir=args.work_dir))
+
+
+if __name__ == "__main__":
+    main()
