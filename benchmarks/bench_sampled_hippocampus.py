@@ -97,7 +97,7 @@ def ce_loss(pred: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
 def run_mode(mode: str, args: argparse.Namespace, cases: list[dict], state: dict, loop: str) -> dict[str, Any]:
     from monai.utils import set_determinism
 
-    from vnas_monai.networks import VNASSupernet
+    from vnas_monai.spaces.vnas import VNASSupernet
 
     set_determinism(seed=0)
     (train_loader, val_loader), n_train, n_val = make_loaders(cases, args.patch, args.batch, seed=0)
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     if args.epochs < 2:
         raise SystemExit("--epochs must be >= 2: the first epoch is weight-only (architecture warm-up).")
     from vnas_monai.data.datalist import load_datalist
-    from vnas_monai.networks import VNASSupernet
+    from vnas_monai.spaces.vnas import VNASSupernet
 
     cases = load_datalist(data, "msd")[: args.cases]
     loop = args.loop

@@ -146,13 +146,13 @@ def vnas_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_supernet(cfg: dict[str, Any], f: int, out_channels: int = 2) -> nn.Module:
-    from vnas_monai.networks import VNASSupernet
+    from vnas_monai.spaces.vnas import VNASSupernet
 
     return VNASSupernet(3, 1, out_channels, f, search_mode=cfg.get("search_mode", "mixed"), **vnas_kwargs(cfg))
 
 
 def build_vnasnet(cfg: dict[str, Any], f: int, out_channels: int = 2) -> nn.Module:
-    from vnas_monai.networks import VNASNet
+    from vnas_monai.spaces.vnas import VNASNet
 
     return VNASNet(3, 1, out_channels, DISCRETE_ARCH, f, **vnas_kwargs(cfg))
 

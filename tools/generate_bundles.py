@@ -2,13 +2,13 @@
 
     python tools/generate_bundles.py [BUNDLES_DIR]
 
-The configs are built by :mod:`vnas_monai.bundle.configs`; this is its command line.
+The configs are built by :mod:`vnas_monai.bundle.generate`; this is its command line.
 """
 
 import sys
 from pathlib import Path
 
-from vnas_monai.bundle.configs import write_bundles
+from vnas_monai.bundle.generate import write_bundles
 
 
 def main(argv: list[str]) -> None:

@@ -36,22 +36,22 @@ def datalist(
 
 
 def aggregate(*arch_files: str, output: str = "arch.json") -> str:
-    """Sum the folds' choice probabilities and take the argmax (paper §3.1); prints the paper's notation.
+    """Average the folds' choice probabilities and discretise them (V-NAS, paper §3.1: the argmax of each cell), in
+    the search space the files name (V-NAS by default); prints the result in the space's notation.
 
     Example: ``python -m vnas_monai aggregate f0/arch.json f1/arch.json f2/arch.json f3/arch.json --output arch.json``.
     """
-    from vnas_monai.arch import aggregate as _aggregate
+    from vnas_monai.spaces.aggregate import aggregate as _aggregate
 
     arch = _aggregate(list(arch_files))
     arch.save(output)
-    enc, dec = arch.to_paper()
-    print(f"encoder [{enc}]  decoder [{dec}]  -> {output}")
+    print(f"{arch.summary()}  -> {output}")
     return output
 
 
 def show(arch: str = "nih") -> str:
     """Print an architecture (arch.json path or preset) in the paper's notation."""
-    from vnas_monai.arch import Architecture
+    from vnas_monai.spaces.vnas.encoding import Architecture
 
     enc, dec = Architecture.resolve(arch).to_paper()
     return f"encoder [{enc}]  decoder [{dec}]"
@@ -66,7 +66,8 @@ def cost(
     as_json: bool = False,
 ) -> str:
     """Parameters and MACs of an architecture (or ``--arch None`` for the supernet) at a patch size."""
-    from vnas_monai.networks.cost import cost_report, format_cost
+    from vnas_monai.networks.cost import format_cost
+    from vnas_monai.spaces.vnas.cost import cost_report
 
     report = cost_report(
         None if arch in (None, "None", "supernet") else arch, tuple(roi_size), in_channels, out_channels, init_filters

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_write_png"]
+__all__ = ["atomic_write", "atomic_write_png", "atomic_write_text", "save_figure"]
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> Path:
@@ -56,3 +56,14 @@ def atomic_write_png(path: str | os.PathLike, fig: Any, **savefig_kwargs: Any) -
     buf = io.BytesIO()
     fig.savefig(buf, format="png", **savefig_kwargs)
     return atomic_write(path, lambda f: f.write(buf.getvalue()))
+
+
+def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 100) -> Path:
+    """Render a matplotlib ``Figure`` on the Agg canvas (no pyplot state, no display) and write it as PNG with
+    :func:`atomic_write_png` (creating the folder; the usual file mode, 0o666 minus the umask)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    return atomic_write_png(path, fig, dpi=dpi)

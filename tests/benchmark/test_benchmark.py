@@ -143,8 +143,8 @@ def test_benchmark_on_phantoms_end_to_end(tmp_path):
 
 def test_vnas_methods_on_phantoms_end_to_end(tmp_path):
     """V-NAS (search + retraining inside the budget), a random architecture and Mix through the same command."""
-    from vnas_monai.arch import Architecture
     from vnas_monai.cli import main
+    from vnas_monai.spaces.vnas.encoding import Architecture
 
     main(["benchmark", "--budget_min", "0.15", "--methods", "vnas,vnas_random1,vnas_mix", "--work_dir", str(tmp_path),
           "--phantom_cases", "8"])

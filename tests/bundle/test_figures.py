@@ -10,9 +10,9 @@ import torch
 from matplotlib.colors import to_rgb
 from matplotlib.image import imread
 
-from vnas_monai.arch import Architecture
-from vnas_monai.bundle import OverlayWriter, plot_architecture, save_overlay
-from vnas_monai.bundle.figures import _COLORS
+from vnas_monai.bundle import OverlayWriter, save_overlay
+from vnas_monai.spaces.vnas.encoding import Architecture
+from vnas_monai.spaces.vnas.figures import _COLORS, plot_architecture
 
 
 def colour_fraction(png, colour: str) -> float:

@@ -12,11 +12,11 @@ import torch
 from monai.bundle import ConfigParser
 
 from tests.conftest import BUNDLES
-from vnas_monai.arch import Architecture
 from vnas_monai.bundle import load_weights, save_run_settings
 from vnas_monai.bundle.export import export_bundle
 from vnas_monai.bundle.settings import check_run_settings, load_run_settings, resolve_checkpoint, stored_setting
-from vnas_monai.networks import VNASNet
+from vnas_monai.spaces.vnas import VNASNet
+from vnas_monai.spaces.vnas.encoding import Architecture
 
 #: a hippocampus-like run (MRI, 3 classes, no HU window) trained from the NIH bundle at a tiny width
 HIPPO = dict(in_channels=1, num_classes=3, init_filters=4, class_names=["background", "anterior", "posterior"],

@@ -13,10 +13,11 @@ import torch
 from monai.bundle import ConfigParser
 
 from tests.conftest import BUNDLES
-from vnas_monai.arch import Architecture
-from vnas_monai.bundle import plot_architecture, prune_checkpoints, report_search
+from vnas_monai.bundle import prune_checkpoints, report_search
 from vnas_monai.engine.plots import choice_label, plot_probability_history
-from vnas_monai.networks import VNASSupernet
+from vnas_monai.spaces.vnas import VNASSupernet
+from vnas_monai.spaces.vnas.encoding import Architecture
+from vnas_monai.spaces.vnas.figures import plot_architecture
 
 
 def _mode(path) -> int:
@@ -28,7 +29,8 @@ def test_figures_get_the_usual_file_mode(tmp_path):
     try:
         plot_architecture(Architecture.preset("nih"), tmp_path / "architecture.png")
         row = {"encoder": [[1 / 3] * 3] * 16, "decoder": [[1 / 3] * 3] * 5}
-        plot_probability_history([dict(row, epoch=1), dict(row, epoch=2)], tmp_path / "arch_probabilities.png")
+        plot_probability_history([dict(row, epoch=1), dict(row, epoch=2)], tmp_path / "arch_probabilities.png",
+                                 Architecture.layout())
     finally:
         os.umask(umask)
     assert _mode(tmp_path / "architecture.png") == 0o644

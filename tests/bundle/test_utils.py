@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vnas_monai.arch import Architecture
 from vnas_monai.bundle import (
     case_name,
     case_name_formatter,
@@ -16,7 +15,8 @@ from vnas_monai.bundle import (
     load_weights,
     resolve_architecture,
 )
-from vnas_monai.networks import VNASNet
+from vnas_monai.spaces.vnas import VNASNet
+from vnas_monai.spaces.vnas.encoding import Architecture
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from vnas_monai.arch import Architecture
-from vnas_monai.networks import VNASNet
+from vnas_monai.spaces.vnas import VNASNet
+from vnas_monai.spaces.vnas.encoding import Architecture
 
 REPO = Path(__file__).resolve().parents[2]
 LABELS = {"0": "background", "1": "anterior", "2": "posterior"}

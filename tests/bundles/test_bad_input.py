@@ -18,8 +18,8 @@ import pytest
 from monai.bundle import ConfigWorkflow
 
 from tests.bundles.test_search_bundle import SEARCH, TINY, error_chain
-from vnas_monai.arch import Architecture
 from vnas_monai.data.transforms import dicom_series_uids
+from vnas_monai.spaces.vnas.encoding import Architecture
 
 SETTINGS = dict(TINY, max_epochs=1, arch_warmup_epochs=0, num_folds=1, spacing=[3.0, 3.0, 3.0])
 

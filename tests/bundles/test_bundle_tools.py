@@ -17,9 +17,9 @@ from tests.bundles.test_inference_bundle import check_same_grid
 from tests.bundles.test_search_bundle import run_search
 from tests.bundles.test_train_bundle import TINY, check_train_outputs, random_checkpoint, run_stage
 from tests.conftest import BUNDLES, REPO
-from vnas_monai.arch import Architecture
 from vnas_monai.bundle import case_name
-from vnas_monai.networks import VNASNet
+from vnas_monai.spaces.vnas import VNASNet
+from vnas_monai.spaces.vnas.encoding import Architecture
 
 BUNDLE_PRESETS = {"vnas_nih": ("nih", 2), "vnas_msd_lung": ("msd_lung", 2), "vnas_msd_pancreas": ("msd_pancreas", 3)}
 STAGES = ("search", "train", "inference", "evaluate")

@@ -10,7 +10,7 @@ import torch
 from monai.bundle import ConfigWorkflow
 
 from tests.conftest import BUNDLES
-from vnas_monai.arch import Architecture
+from vnas_monai.spaces.vnas.encoding import Architecture
 
 SEARCH = str(BUNDLES / "vnas_nih" / "search.json")
 TINY = dict(

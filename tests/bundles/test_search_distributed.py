@@ -21,7 +21,7 @@ import torch
 from monai.utils import set_determinism
 
 from tests.conftest import BUNDLES, REPO
-from vnas_monai.networks import VNASSupernet
+from vnas_monai.spaces.vnas import VNASSupernet
 
 SEARCH = str(BUNDLES / "vnas_nih" / "search.json")
 MULTI = str(BUNDLES / "vnas_nih" / "multi_gpu_search.json")

@@ -16,8 +16,8 @@ from monai.handlers import CheckpointLoader
 from tests.bundles.test_search_bundle import TINY as SEARCH_TINY
 from tests.bundles.test_search_bundle import error_chain
 from tests.conftest import BUNDLES
-from vnas_monai.arch import Architecture
-from vnas_monai.networks import VNASNet
+from vnas_monai.spaces.vnas import VNASNet
+from vnas_monai.spaces.vnas.encoding import Architecture
 
 #: Tiny budgets shared by every stage (one set of overrides drives a dataset through all stages): the search's,
 #: one epoch, and a small inference window.

@@ -17,8 +17,8 @@ from monai.utils import set_determinism
 
 from tests.bundles.test_search_distributed import _config_list, _run
 from tests.conftest import BUNDLES
-from vnas_monai.arch import Architecture
-from vnas_monai.networks import VNASNet
+from vnas_monai.spaces.vnas import VNASNet
+from vnas_monai.spaces.vnas.encoding import Architecture
 
 TRAIN = str(BUNDLES / "vnas_nih" / "train.json")
 MULTI = str(BUNDLES / "vnas_nih" / "multi_gpu_train.json")

@@ -11,7 +11,6 @@ import torch
 from ignite.engine import Events
 from monai.handlers import CheckpointLoader, CheckpointSaver, LrScheduleHandler
 
-from vnas_monai.arch import DECIDED_MARGIN, Architecture, cell_margins
 from vnas_monai.engine import (
     ArchitectureLogger,
     ResumeCheckpointLoader,
@@ -20,6 +19,7 @@ from vnas_monai.engine import (
     plot_probability_history,
     search_losses,
 )
+from vnas_monai.spaces.vnas.encoding import DECIDED_MARGIN, Architecture, cell_margins
 
 from .test_search import make_trainer
 
@@ -206,7 +206,7 @@ def test_logger_rejects_bad_state_and_plot_rejects_empty(tmp_path):
     with pytest.raises(ValueError, match="log_every_epochs"):
         ArchitectureLogger(tmp_path, log_every_epochs=0)
     with pytest.raises(ValueError, match="empty"):
-        plot_probability_history([], tmp_path / "x.png")
+        plot_probability_history([], tmp_path / "x.png", Architecture.layout())
 
 
 # The wiring the search bundle uses (configs/search.json): handlers that reference the trainer (checkpointing) are
@@ -222,7 +222,7 @@ SEARCH_CONFIG = r"""
   "arch_warmup_epochs": 20,
   "precision": "fp32",
   "network_def": {
-    "_target_": "vnas_monai.networks.VNASSupernet",
+    "_target_": "vnas_monai.spaces.vnas.VNASSupernet",
     "spatial_dims": 3, "in_channels": 1, "out_channels": 2, "init_filters": 64, "mix": false
   },
   "network": "$@network_def.to(@device)",

@@ -11,7 +11,6 @@ from ignite.engine import Events
 from monai.data import DataLoader
 from torch import nn
 
-from vnas_monai.arch import Architecture
 from vnas_monai.engine import (
     ARCH_LOSS,
     CyclicLoader,
@@ -23,6 +22,7 @@ from vnas_monai.engine import (
     select_device,
 )
 from vnas_monai.engine.search import unwrap_network
+from vnas_monai.spaces.vnas.encoding import Architecture
 
 
 class TinySupernet(nn.Module):
@@ -363,9 +363,9 @@ def test_unwrap_network():
 # ----------------------------------------------------------------------------- the real supernet
 def _real_supernet(**kwargs):
     try:
-        from vnas_monai.networks import VNASSupernet
+        from vnas_monai.spaces.vnas import VNASSupernet
     except ImportError:
-        pytest.skip("vnas_monai.networks.VNASSupernet is not available yet")
+        pytest.skip("vnas_monai.spaces.vnas.VNASSupernet is not available yet")
     return VNASSupernet(spatial_dims=3, in_channels=1, out_channels=2, init_filters=4, **kwargs)
 
 

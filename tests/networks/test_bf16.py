@@ -7,11 +7,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from vnas_monai.arch import OP_NAMES
-from vnas_monai.networks import VNASNet, VNASSupernet
-from vnas_monai.networks.blocks.decoder import DecoderCell
-from vnas_monai.networks.blocks.encoder import EncoderCell
 from vnas_monai.networks.layers import MaxPool3d, SliceConv3d, max_pool3d
+from vnas_monai.spaces.vnas import VNASNet, VNASSupernet
+from vnas_monai.spaces.vnas.decoder import DecoderCell
+from vnas_monai.spaces.vnas.encoder import EncoderCell
+from vnas_monai.spaces.vnas.encoding import OP_NAMES
 
 BF16 = dict(device_type="cpu", dtype=torch.bfloat16)
 

@@ -4,8 +4,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vnas_monai.networks import VNASNet, VNASSupernet
-from vnas_monai.networks.blocks import DECODER_CANDIDATES, ENCODER_CANDIDATES
 from vnas_monai.networks.layers import (
     AUTO_TABLE,
     ConvImpl,
@@ -20,6 +18,7 @@ from vnas_monai.networks.layers import (
     to_channels_last,
     to_contiguous_format,
 )
+from vnas_monai.spaces.vnas import DECODER_CANDIDATES, ENCODER_CANDIDATES, VNASNet, VNASSupernet
 
 CL = torch.channels_last_3d
 

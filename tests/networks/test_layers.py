@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from vnas_monai.networks.blocks import get_candidate
-from vnas_monai.networks.blocks.candidates import op_name
 from vnas_monai.networks.layers import ConvNormAct, SliceConv3d, same_padding
+from vnas_monai.spaces.vnas import get_candidate
+from vnas_monai.spaces.vnas.candidates import op_name
 
 
 @pytest.mark.parametrize(

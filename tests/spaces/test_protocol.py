@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from vnas_monai.arch import Architecture
 from vnas_monai.spaces import DifferentiableSpace, Encoding, SearchSpace, get_space, register_space, space_names
+from vnas_monai.spaces.vnas.encoding import Architecture
 
 SMALL = dict(init_filters=4, dense_layers=2, dense_growth=2)
 

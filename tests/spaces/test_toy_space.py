@@ -1,6 +1,7 @@
 """A toy third search space (2 cells x 2 ops), defined only here, through the generic search code: the bilevel
 trainer with its Architect and entropy penalty, the architecture logger (arch.json with margins and decision,
-history, TensorBoard-free), the probability plot, and the registry. Nothing outside this file knows the space."""
+history, TensorBoard-free), the probability plot, the architecture figure, and the registry. Nothing outside this
+file knows the space."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from monai.data import DataLoader
 from torch import nn
 
 from vnas_monai.engine import ArchEntropyPenalty, ArchitectureLogger, VNASSearchTrainer
-from vnas_monai.io import atomic_write_text
+from vnas_monai.io import atomic_write_text, save_figure
 from vnas_monai.spaces import (
     DifferentiableSpace,
     Encoding,
@@ -41,8 +42,12 @@ class ToyEncoding:
     def from_dict(cls, data):
         return cls(data["codes"], data.get("probabilities"))
 
+    @classmethod
+    def from_probabilities(cls, probabilities, meta=None):
+        return cls([max(range(2), key=row.__getitem__) for row in probabilities["cells"]], probabilities, meta)
+
     def to_dict(self):
-        out = {"codes": self.codes, **self.meta}
+        out = {"space": self.space, "codes": self.codes, **self.meta}
         if self.probabilities is not None:
             out["probabilities"] = self.probabilities
         return out
@@ -76,6 +81,14 @@ class ToyEncoding:
     def save(self, path):
         atomic_write_text(path, json.dumps(self.to_dict()) + "\n")
         return path
+
+    def plot(self, path, title=None):
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(2, 1))
+        fig.add_subplot(1, 1, 1).bar(range(2), [1 + c for c in self.codes])
+        fig.suptitle(title or self.summary(), fontsize=6)
+        return save_figure(fig, path)
 
 
 class ToySupernet(nn.Module):
@@ -126,10 +139,14 @@ def _loader(seed):
     return DataLoader(data, batch_size=2)
 
 
-def test_toy_space_through_the_generic_search(tmp_path):
+def _register():
     register_space(SearchSpace("toy", encoding=f"{__name__}:ToyEncoding", network=f"{__name__}:build_toy_network",
                                supernet=f"{__name__}:ToySupernet"), overwrite=True)
-    space = get_space("toy")
+    return get_space("toy")
+
+
+def test_toy_space_through_the_generic_search(tmp_path):
+    space = _register()
     torch.manual_seed(0)
     net = space.supernet_class()()
     assert isinstance(net, DifferentiableSpace) and isinstance(net.derive(), Encoding)
@@ -150,12 +167,66 @@ def test_toy_space_through_the_generic_search(tmp_path):
     assert len(saved["history"]) == 4 and all(len(h["cells"]) == 2 for h in saved["history"])
     assert (tmp_path / "arch_probabilities.png").stat().st_size > 0
     # the history resumes through the logger's state (validated against the toy layout, not V-NAS's)
-    restored = ArchitectureLogger(tmp_path / "again", network=net)
+    restored = ArchitectureLogger(tmp_path / "again", space="toy")  # no network yet: the registered space's layout
     restored.load_state_dict(logger.state_dict())
     assert restored.history == logger.history
     with pytest.raises(ValueError, match="cells"):
         restored.load_state_dict({"history": [{"epoch": 1, "encoder": [[1.0, 0.0]]}]})
     assert len({n.digest() for n in arch.neighbours()}) == 2
+    assert arch.plot(tmp_path / "architecture.png").stat().st_size > 0
     discrete = space.network_builder()(arch)
     assert all(len(ops) == 1 for ops in discrete.cells)
     assert discrete(torch.randn(1, 1, 8, 8, 4)).shape == (1, 2, 8, 8, 4)
+
+
+def _search_config(seed, output_dir):
+    """A search bundle of the toy space: the generic bilevel trainer, its logger and the toy supernet."""
+    return {
+        "imports": ["$import torch", f"$import {__name__} as toy"],
+        "seed": seed,
+        "output_dir": str(output_dir),
+        "network": {"_target_": f"{__name__}.ToySupernet"},
+        "optimizer": {"_target_": "torch.optim.SGD", "params": "$@network.weight_parameters()", "lr": 0.05},
+        "arch_optimizer": {"_target_": "torch.optim.Adam", "params": "$@network.arch_parameters()", "lr": 0.1},
+        "arch_logger": {"_target_": "vnas_monai.engine.ArchitectureLogger", "output_dir": "@output_dir",
+                        "space": "toy"},
+        "trainer": {
+            "_target_": "vnas_monai.engine.VNASSearchTrainer", "device": "cpu", "max_epochs": 3,
+            "train_data_loader": "$toy._loader(@seed)", "arch_data_loader": "$toy._loader(@seed + 100)",
+            "network": "@network", "optimizer": "@optimizer", "arch_optimizer": "@arch_optimizer",
+            "loss_function": "$lambda p, y: torch.nn.functional.cross_entropy(p, y[:, 0].long())",
+            "arch_warmup_epochs": 1, "precision": "fp32", "train_handlers": ["@arch_logger"],
+        },
+        "initialize": ["$torch.manual_seed(@seed)"],
+        "run": ["$@trainer.run()"],
+        "finalize": [],
+    }
+
+
+def test_toy_space_through_a_bundle_and_fold_aggregation(tmp_path):
+    """Two folds' searches as MONAI bundle configs (``ConfigWorkflow``), then the generic fold aggregation."""
+    from monai.bundle import ConfigWorkflow
+
+    from vnas_monai.spaces.aggregate import aggregate, load_encoding
+
+    _register()
+    files = []
+    for fold in (0, 1):
+        config = tmp_path / f"search{fold}.json"
+        config.write_text(json.dumps(_search_config(fold, tmp_path / f"fold{fold}")))
+        workflow = ConfigWorkflow(config_file=str(config), workflow_type=None)
+        workflow.initialize()
+        workflow.run()
+        workflow.finalize()
+        files.append(tmp_path / f"fold{fold}" / "arch.json")
+    folds = [load_encoding(f) for f in files]
+    assert all(isinstance(f, ToyEncoding) for f in folds)
+    final = aggregate(files)
+    mean = [[(a + b) / 2 for a, b in zip(r0, r1)] for r0, r1 in zip(*(f.probabilities["cells"] for f in folds))]
+    assert isinstance(final, ToyEncoding) and final.meta["aggregated_from"] == [str(f) for f in files]
+    assert [v for row in final.probabilities["cells"] for v in row] == pytest.approx([v for row in mean for v in row])
+    assert final.codes == [max(range(2), key=row.__getitem__) for row in mean]
+    with pytest.raises(ValueError, match="different search spaces"):
+        from vnas_monai.spaces.vnas import Architecture
+
+        aggregate([files[0], Architecture.preset("nih")])

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from tests.conftest import BUNDLES
-from vnas_monai.arch import Architecture
+from vnas_monai.spaces.vnas.encoding import Architecture
 from vnas_monai.workflows.ablation import ablation, variant_overrides
 from vnas_monai.workflows.crossval import crossval
 

@@ -2,7 +2,8 @@
 
 - ``vnas``: the search (paper Alg. 1, first-order DARTS: SGD weight step on S_train, Adam architecture step on
   S_val) for ``search_fraction`` of the budget, then the derived architecture retrained from scratch on
-  S_train + S_val for the rest. The search's time is part of the budget.
+  S_train + S_val for the rest. The search's time is part of the budget. The retraining starts from scratch (the
+  paper) or, with ``init="supernet"``, from the supernet's weights of the kept candidates (``supernet.pt``).
 - ``vnas_random1`` .. ``vnas_random3``: three seeded random architectures, each trained for the whole budget
   (Li & Talwalkar 2019: the baseline a search must beat).
 - ``vnas_mix``: the paper's "Mix" baseline, the supernet with alpha/beta frozen uniform, trained for the whole
@@ -28,7 +29,7 @@ from typing import Any
 
 import torch
 
-from vnas_monai.arch import Architecture
+from vnas_monai.spaces.vnas.encoding import Architecture
 
 __all__ = [
     "RECIPES",
@@ -65,8 +66,8 @@ ENTROPY_WEIGHT = 0.5
 
 
 def _roi(plan: Mapping[str, Any]) -> list[int]:
-    from vnas_monai.networks import DIVISOR
     from vnas_monai.plan import fit_patch_size
+    from vnas_monai.spaces.vnas import DIVISOR
 
     return fit_patch_size(plan["median_shape"], DIVISOR)
 
@@ -117,7 +118,7 @@ def search_architecture(
     from vnas_monai.engine import ArchEntropyPenalty
     from vnas_monai.engine import DiceCELoss as FastDiceCE
     from vnas_monai.engine import PolyLR, TimeBudget, VNASSearchTrainer
-    from vnas_monai.networks import VNASSupernet
+    from vnas_monai.spaces.vnas import VNASSupernet
 
     torch.manual_seed(seed)
     roi = _roi(plan)
@@ -195,9 +196,9 @@ def train_vnas(plan: Mapping[str, Any], splits: Mapping[str, Any], budget_s: flo
 
     ``init``: ``"scratch"`` (the paper, §3.3: the derived network is trained from a fresh initialisation) or
     ``"supernet"`` (it starts from the supernet's weights of the candidates it kept, moved by ``state_dict``: the
-    search's weight steps are not thrown away; see :meth:`vnas_monai.networks.VNASNet.from_supernet`).
+    search's weight steps are not thrown away; see :meth:`vnas_monai.spaces.vnas.VNASNet.from_supernet`).
     """
-    from vnas_monai.networks import VNASNet, VNASSupernet
+    from vnas_monai.spaces.vnas import VNASNet, VNASSupernet
 
     if init not in RETRAIN_INITS:
         raise ValueError(f"init must be one of {RETRAIN_INITS}, got {init!r}.")
@@ -228,7 +229,7 @@ def train_architecture(plan: Mapping[str, Any], splits: Mapping[str, Any], budge
                        network: Mapping[str, Any] | None = None) -> Any:
     """Retrain a given architecture (an ``Architecture``, arch.json path or preset) for the whole budget, as the
     searched one is retrained: the random and manual rows, and recipe experiments."""
-    from vnas_monai.networks import VNASNet
+    from vnas_monai.spaces.vnas import VNASNet
 
     arch = Architecture.resolve(architecture)
     torch.manual_seed(seed)
@@ -247,7 +248,7 @@ def train_vnas_random(plan: Mapping[str, Any], splits: Mapping[str, Any], budget
 def train_vnas_mix(plan: Mapping[str, Any], splits: Mapping[str, Any], budget_s: float,
                    work_dir: str | os.PathLike, seed: int = 0, max_steps: int | None = None) -> Any:
     """Benchmark method ``vnas_mix``: the supernet with alpha/beta frozen uniform, trained for the whole budget."""
-    from vnas_monai.networks import VNASSupernet
+    from vnas_monai.spaces.vnas import VNASSupernet
 
     torch.manual_seed(seed)
     net = VNASSupernet(mix=True, **_network_kwargs(plan, None))

@@ -6,7 +6,7 @@ the short failure message of a bundle run (:mod:`.errors`)."""
 from __future__ import annotations
 
 from .datalists import case_name, case_name_formatter, evaluation_datalist, fold_splits, inference_datalist
-from .figures import OverlayWriter, plot_architecture, save_overlay
+from .figures import OverlayWriter, save_overlay
 from .finish import prune_checkpoints, report_search
 from .metrics import SegmentationMetricsWriter, case_metrics, format_markdown, summarize, write_reports
 from .settings import check_run_settings, load_run_settings, save_run_settings, stage_dir, stored_setting
@@ -30,7 +30,6 @@ __all__ = [
     "load_run_settings",
     "load_weights",
     "parse_flip_axes",
-    "plot_architecture",
     "prune_checkpoints",
     "report_search",
     "resolve_architecture",

@@ -1,8 +1,8 @@
-"""The V-NAS bundles' configs as pure functions of their source, ``bundles/vnas_nih/search.json``.
+"""The V-NAS bundles' stage configs as pure functions of their source, ``bundles/vnas_nih/search.json``.
 
-Every other stage (train, inference, evaluate) and every dataset copy (MSD lung, MSD pancreas) is built from the
-source's keys: :func:`build_bundles` returns them all, :func:`write_bundles` writes them (``tools/generate_bundles.py``
-is its command line), and ``tests/bundles/test_generated_configs.py`` checks the committed files against it.
+Every other stage (train, inference, evaluate) is built from the source's keys (:func:`train_config`,
+:func:`inference_config`, :func:`evaluate_config`, with the shared :func:`network_def` and :func:`preprocessing` that
+the MONAI Label exporter uses too); :mod:`vnas_monai.bundle.generate` makes the dataset copies and writes them all.
 """
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ from __future__ import annotations
 import copy
 import json
 import os
-import shutil
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "DATASETS", "PLANNED", "build_bundles", "load_source", "network_def", "planned", "preprocessing", "write_bundles"
+    "PLANNED", "check_source", "evaluate_config", "inference_config", "load_source", "network_def", "planned",
+    "preprocessing", "read_back", "train_config",
 ]
 
 
@@ -49,7 +49,7 @@ COMMON = ["bundle_root", "dataset_dir", "layout", "work_dir", "output_dir", "dat
 PLANNED = OrderedDict([("roi_size", [96, 96, 64]), ("spacing", None), ("intensity_clip", [-100, 240]),
                        ("flip_axes", [0, 1]), ("batch_size", 1), ("num_samples", 2)])
 PLAN_DICT = ("$vnas_monai.plan.resolve_plan(@plan, os.path.join(@work_dir, 'fold' + str(@fold)), @dataset_root, "
-             "@splits['trainval'], vnas_monai.networks.DIVISOR)")
+             "@splits['trainval'], vnas_monai.spaces.vnas.DIVISOR)")
 #: the fold's splits from ``@dataset_root`` (the search's own; train and evaluate resolve the dataset once too)
 ROOT_SPLITS = ("$vnas_monai.data.fold_datalists(@dataset_root, fold=@fold, num_folds=@num_folds, seed=@seed, "
                "datalist_file=@datalist_file, layout=@layout, max_cases=@max_cases)")
@@ -66,7 +66,7 @@ def planned(key: str, default: Any) -> str:
     return f"$vnas_monai.plan.plan_value(@plan_dict, '{key}', {default!r})"
 
 
-def _check_source(search: Any) -> None:
+def check_source(search: Any) -> None:
     for k, v in PLANNED.items():
         if search[k] != planned(k, v):
             raise ValueError(f"search.json's {k} must be {planned(k, v)!r}")
@@ -92,7 +92,7 @@ def top(search: Any, stage: str, desc: str, extra: Any) -> Any:
 
 def network_def(architecture: str = "@architecture") -> Any:
     """The discrete network of a stage (and of an exported bundle, whose ``architecture`` is its arch.json)."""
-    return OrderedDict([("_target_", "vnas_monai.networks.VNASNet"), ("spatial_dims", 3),
+    return OrderedDict([("_target_", "vnas_monai.spaces.vnas.VNASNet"), ("spatial_dims", 3),
                         ("in_channels", "@in_channels"), ("out_channels", "@num_classes"),
                         ("architecture", architecture), ("init_filters", "@init_filters")])
 
@@ -351,73 +351,3 @@ def evaluate_config(search: Any) -> Any:
     c["handlers"] = ["@metrics_writer", "@overlay_writer",
                      OrderedDict([("_target_", "ignite.handlers.ProgressBar"), ("persist", True)])]
     return evaluator_stage(search, c, "metrics written to")
-
-
-DATASETS = {
-    "vnas_nih": dict(work_dir="runs/vnas_nih", arch_fallback="nih", class_names=["background", "pancreas"],
-                     roi_size=[96, 96, 64], num_classes=2, intensity_clip=[-100, 240]),
-    "vnas_msd_lung": dict(work_dir="runs/vnas_msd_lung", arch_fallback="msd_lung",
-                          class_names=["background", "tumour"], roi_size=[64, 64, 64], num_classes=2,
-                          intensity_clip=[-1024, 300]),
-    "vnas_msd_pancreas": dict(work_dir="runs/vnas_msd_pancreas", arch_fallback="msd_pancreas",
-                              class_names=["background", "pancreas", "tumour"], roi_size=[64, 64, 64], num_classes=3,
-                              intensity_clip=[-100, 240]),
-}
-DESC = {
-    "vnas_nih": "NIH Pancreas-CT",
-    "vnas_msd_lung": "MSD Task06 Lung (tumour)",
-    "vnas_msd_pancreas": "MSD Task07 Pancreas (pancreas + tumour)",
-}
-
-
-def apply(c: Any, name: str, stage: str) -> Any:
-    d = DATASETS[name]
-    for k, v in d.items():
-        if k in c:
-            c[k] = v
-    for k, default in PLANNED.items():
-        if k in c:
-            value = d.get(k, default)
-            c[k] = planned(k, value) if stage in ("search", "train") else value
-    if stage == "train":  # the training run writes the class names into settings.json; a plan has them too
-        c["class_names"] = planned("class_names", d["class_names"])
-    c["_desc_"] = c["_desc_"].replace("NIH Pancreas-CT", DESC[name])
-    if stage == "search":
-        c["_desc_"] = (f"V-NAS architecture search (Zhu et al., 3DV 2019, Alg. 1) on {DESC[name]}; run id "
-                       "'search' (or 'run', as every other stage).")
-    elif name != "vnas_nih":
-        c["_desc_"] = c["_desc_"].rstrip() + f" Defaults for {DESC[name]}."
-    return c
-
-
-def build_bundles(search: Any) -> dict[str, dict[str, Any]]:
-    """Every generated config: ``{bundle name: {stage: config}}`` (the NIH search.json itself is the source)."""
-    _check_source(search)
-    out: dict[str, dict[str, Any]] = {}
-    for name in DATASETS:
-        stages = {"train": train_config(search), "inference": inference_config(search),
-                  "evaluate": evaluate_config(search)}
-        if name != "vnas_nih":
-            stages["search"] = copy.deepcopy(search)
-        for stage, c in stages.items():
-            if name == "vnas_nih" and stage != "search":
-                c["_desc_"] = c["_desc_"].rstrip() + " Defaults for NIH Pancreas-CT."
-            apply(c, name, stage)
-            if stage in ("inference", "evaluate"):
-                read_back(c)
-        out[name] = stages
-    return out
-
-
-def write_bundles(root: str | os.PathLike) -> None:
-    """Write every generated config under ``root`` (the ``bundles`` folder), and copy the dataset-independent files
-    (logging, the torchrun overlays) from the NIH bundle to the others."""
-    root = Path(root)
-    for name, stages in build_bundles(load_source(root)).items():
-        os.makedirs(root / name, exist_ok=True)
-        if name != "vnas_nih":
-            for fname in ("logging.conf", "multi_gpu_search.json", "multi_gpu_train.json"):
-                shutil.copy(root / "vnas_nih" / fname, root / name / fname)
-        for stage, c in stages.items():
-            with open(root / name / f"{stage}.json", "w") as f:
-                f.write(json.dumps(c, indent=4) + "\n")

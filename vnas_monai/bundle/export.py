@@ -16,7 +16,7 @@
 The configs reference files only through ``@bundle_root``, choose the device at run time (``"device": "auto"``),
 and import only the installed ``vnas_monai`` package and MONAI: nothing points back at this repository.
 
-The exported network is ``vnas_monai.networks.VNASNet``, which refuses the weights of another architecture even
+The exported network is ``vnas_monai.spaces.vnas.VNASNet``, which refuses the weights of another architecture even
 when loaded with ``strict=False`` (as MONAI Label and MONAI's ``CheckpointLoader`` do).
 
 MONAI Label 0.8.5 (``monaibundle`` app) reads: inference.json keys ``network_def``, ``preprocessing``,
@@ -39,7 +39,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from vnas_monai.networks.nets.backbone import DIVISOR as _DIVISOR
+from vnas_monai.spaces.vnas.backbone import DIVISOR as _DIVISOR
 
 from .export_configs import inference_config, train_config
 from .export_docs import bundle_readme, metadata_config
@@ -295,7 +295,6 @@ def export_bundle(
     """
     import torch
 
-    from vnas_monai.arch import Architecture
     from vnas_monai.bundle.settings import (
         CHECKED_SETTINGS,
         check_run_settings,
@@ -304,7 +303,8 @@ def export_bundle(
         shape_mismatch,
     )
     from vnas_monai.bundle.weights import load_state_dict
-    from vnas_monai.networks import VNASNet
+    from vnas_monai.spaces.vnas import VNASNet
+    from vnas_monai.spaces.vnas.encoding import Architecture
 
     settings, source = read_source_settings(bundle_dir)
     weights = resolve_checkpoint(checkpoint)

@@ -143,7 +143,7 @@ def bundle_readme(
 
 ## Model
 
-- Network: `vnas_monai.networks.VNASNet` (V-NAS, Zhu et al., 3DV 2019), architecture in `models/arch.json`
+- Network: `vnas_monai.spaces.vnas.VNASNet` (V-NAS, Zhu et al., 3DV 2019), architecture in `models/arch.json`
   (0 = 2D, 1 = 3D, 2 = P3D): encoder [{enc}], decoder [{dec}]; stem width {settings['init_filters']}.
 - Input: {input_line}.
 - Output: {len(labels)} channels, {', '.join(f'{k} = {v}' for k, v in labels.items())}; the saved segmentation holds

@@ -31,7 +31,7 @@ def report_search(
     network: Any, output_dir: str | os.PathLike, arch_warmup_epochs: int = 0, max_epochs: int | None = None,
 ) -> str:
     """Print (and return) the outcome of a search: the architecture if the search decided it (median cell margin,
-    best minus second-best probability, of at least :data:`vnas_monai.arch.DECIDED_MARGIN`), else that it is
+    best minus second-best probability, of at least :data:`vnas_monai.spaces.vnas.DECIDED_MARGIN`), else that it is
     undecided and why (a short run's architecture steps barely move alpha and beta from uniform)."""
     arch = network.derive()
     decision = arch.decision()

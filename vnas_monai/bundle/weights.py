@@ -1,7 +1,7 @@
 """Which architecture a stage builds and which weights it loads (retrain / inference / evaluation bundles).
 
 Weights files: ``model.pt`` (best validation Dice) and ``model_final.pt`` (last iteration) written by the train
-bundle are *plain state dicts* of :class:`vnas_monai.networks.VNASNet` (MONAI's ``CheckpointSaver`` stores a
+bundle are *plain state dicts* of :class:`vnas_monai.spaces.vnas.VNASNet` (MONAI's ``CheckpointSaver`` stores a
 single-entry ``save_dict`` unwrapped). They load with ``torch.load(path, weights_only=True)`` and then
 ``network.load_state_dict(...)`` directly, and with MONAI's ``CheckpointLoader(load_dict={"model": net})``;
 :func:`load_weights` accepts that format and ``{"model": state_dict}`` alike. The state dict carries the
@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from vnas_monai.arch import Architecture
+from vnas_monai.spaces.vnas.encoding import Architecture
 
 from .utils import AUTO
 
@@ -138,10 +138,8 @@ def save_architecture(architecture: Architecture, output_dir: str | os.PathLike,
     out = Path(output_dir)
     path = architecture.save(out / "arch.json")
     if png:
-        from vnas_monai.bundle.figures import plot_architecture
-
         try:
-            plot_architecture(architecture, out / "architecture.png")
+            architecture.plot(out / "architecture.png")
         except Exception as e:  # the JSON is what later stages read; the picture is for people
             logger.warning("could not draw %s: %s", out / "architecture.png", e)
     return path

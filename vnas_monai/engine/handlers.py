@@ -63,13 +63,13 @@ class ArchitectureLogger:
     At every ``EPOCH_COMPLETED`` the current probabilities are appended to :attr:`history`; every
     ``log_every_epochs`` epochs and at ``COMPLETED`` (rank 0 only):
 
-    - ``<output_dir>/<filename>`` is written atomically in the :class:`vnas_monai.arch.Architecture` JSON format
+    - ``<output_dir>/<filename>`` is written atomically in the :class:`vnas_monai.spaces.vnas.Architecture` JSON format
       (``encoder``, ``decoder``, ``probabilities``, ``paper``) plus ``history`` (one ``{"epoch", "iteration",
       "encoder", "decoder"}`` entry per epoch), ``epoch``, ``iteration``, ``complete``, ``mix`` and
       ``arch_warmup_epochs``, and how decided the search is: ``margins`` (each cell's best minus second-best
       probability) and ``decision`` (median and minimum margin, ``decided`` when the median reaches
-      :data:`vnas_monai.arch.DECIDED_MARGIN`). ``Architecture.load`` reads it back.
-    - ``<output_dir>/<png>`` plots each of the 21 cells' probabilities against the epoch (written atomically).
+      :data:`vnas_monai.spaces.vnas.DECIDED_MARGIN`). ``Architecture.load`` reads it back.
+    - ``<output_dir>/<png>`` plots each cell's probabilities against the epoch (written atomically).
     - the architecture is logged in the paper's notation with its median margin (during the weight warm-up, that
       it is not searched yet); at the end a warning says when it is not decided.
 
@@ -88,6 +88,8 @@ class ArchitectureLogger:
         network: the supernet; defaults to ``engine.network`` (unwrapped from DDP/compile), looked up at event time.
         name: logger name; defaults to ``engine.logger``.
         decimals: rounding of the recorded probabilities (keeps ``arch.json`` small over long searches).
+        space: the registered search space (:func:`vnas_monai.spaces.get_space`) whose row layout a history restored
+            before any network is known is checked against; once the network is known, its encoding's layout.
     """
 
     def __init__(
@@ -100,6 +102,7 @@ class ArchitectureLogger:
         network: torch.nn.Module | None = None,
         name: str | None = None,
         decimals: int = 6,
+        space: str = "vnas",
     ) -> None:
         if int(log_every_epochs) < 1:
             raise ValueError(f"log_every_epochs must be >= 1, got {log_every_epochs}.")
@@ -110,6 +113,7 @@ class ArchitectureLogger:
         self.log_every_epochs = int(log_every_epochs)
         self.network = network
         self.decimals = int(decimals)
+        self.space = space
         self.logger = logging.getLogger(name)
         self._name = name
         self.history: list[dict[str, Any]] = []
@@ -156,13 +160,13 @@ class ArchitectureLogger:
 
     # ----------------------------------------------------------------- internals
     def _space_layout(self) -> Any:
-        """The row layout of the searched space: the network's encoding's, else V-NAS's (no network known yet)."""
+        """The row layout of the searched space: the network's encoding's, else the registered ``space``'s."""
         net = self.network if self.network is not None else getattr(self._engine, "network", None)
         if net is not None:
             return unwrap_network(net).derive().layout()
-        from vnas_monai.arch import Architecture
+        from vnas_monai.spaces import get_space
 
-        return Architecture.layout()
+        return get_space(self.space).encoding_class().layout()
 
     def _network(self, engine: Engine) -> torch.nn.Module:
         net = self.network if self.network is not None else getattr(engine, "network", None)

@@ -36,15 +36,9 @@ def choice_label(
     return labels[max(range(len(values)), key=values.__getitem__)]
 
 
-def _default_layout() -> RowLayout:
-    from vnas_monai.arch import Architecture
-
-    return Architecture.layout()
-
-
 def plot_probability_history(
-    history: Sequence[Mapping[str, Any]], path: str | os.PathLike, title: str | None = None, dpi: int = 90,
-    max_points: int = 400, layout: RowLayout | None = None,
+    history: Sequence[Mapping[str, Any]], path: str | os.PathLike, layout: RowLayout, title: str | None = None,
+    dpi: int = 90, max_points: int = 400,
 ) -> Path:
     """Plot each cell's candidate probabilities over epochs and write a PNG atomically (temporary file + rename).
 
@@ -60,7 +54,7 @@ def plot_probability_history(
         title: optional figure title.
         dpi: resolution.
         max_points: at most this many epochs are drawn (evenly thinned, first and last kept).
-        layout: the space's row layout (default: V-NAS's, ``Architecture.layout()``).
+        layout: the space's row layout (``encoding.layout()``).
 
     Raises:
         ValueError: empty history or rows of the wrong shape.
@@ -73,7 +67,6 @@ def plot_probability_history(
 
     if not history:
         raise ValueError("nothing to plot: the probability history is empty.")
-    layout = layout or _default_layout()
     for h in history:
         for part, names in layout.parts.items():
             if part not in h or len(h[part]) != len(names):

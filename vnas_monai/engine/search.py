@@ -164,7 +164,7 @@ class VNASSearchTrainer(SupervisedTrainer):
         device: ``"auto"``, ``"cpu"``, ``"cuda:N"`` or a ``torch.device`` (see :func:`select_device`).
         max_epochs: epochs over ``train_data_loader``.
         train_data_loader: ``S_train`` loader; drives the epochs.
-        network: the supernet (``vnas_monai.networks.VNASSupernet``), exposing ``arch_parameters()`` and ``mix``;
+        network: the supernet (``vnas_monai.spaces.vnas.VNASSupernet``), exposing ``arch_parameters()`` and ``mix``;
             may be wrapped in ``DistributedDataParallel``.
         optimizer: weight optimizer over ``network.weight_parameters()`` (paper: SGD, lr 0.05, momentum 0.9,
             weight decay 5e-4, poly decay).

@@ -1,5 +1,8 @@
-"""V-NAS network components: layers (conv factory), blocks (cells, candidates), nets (supernet, discrete net)."""
+"""Network parts every search space shares: layers (the conv-norm-act factory, pooling, memory formats), the mixed
+operation of differentiable spaces, and the convolution cost counter. The spaces' own cells and networks live in
+their packages (:mod:`vnas_monai.spaces`)."""
 
-from .nets import DIVISOR, SearchMode, VNASBackbone, VNASNet, VNASSupernet
+from .blocks import MixedOp
+from .cost import conv_mac_counter, count_macs
 
-__all__ = ["DIVISOR", "SearchMode", "VNASBackbone", "VNASNet", "VNASSupernet"]
+__all__ = ["MixedOp", "conv_mac_counter", "count_macs"]

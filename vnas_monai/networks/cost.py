@@ -1,4 +1,4 @@
-"""Cost model: parameters and multiply-accumulates (MACs) of any V-NAS architecture at a given patch size.
+"""Cost model: convolution multiply-accumulates (MACs) of any network, and the one-line cost summary.
 
 The MB-NAS paper (and users) compare segmentation networks by #params and MMACs. Counting runs the network once on
 PyTorch's ``meta`` device, which propagates shapes without allocating or computing, so a full-width network at the
@@ -15,9 +15,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from vnas_monai.arch import Architecture
-
-__all__ = ["conv_mac_counter", "count_macs", "cost_report", "format_cost"]
+__all__ = ["conv_mac_counter", "count_macs", "format_cost"]
 
 
 @contextmanager
@@ -52,43 +50,6 @@ def count_macs(net: nn.Module, input_shape: Sequence[int]) -> int:
     with conv_mac_counter(net) as total, torch.no_grad():
         net(torch.empty(*input_shape, device="meta"))
     return total[0]
-
-
-def cost_report(
-    architecture: Architecture | str | None = "nih",
-    roi_size: Sequence[int] = (96, 96, 64),
-    in_channels: int = 1,
-    out_channels: int = 2,
-    init_filters: int = 64,
-    **kwargs: Any,
-) -> dict[str, Any]:
-    """Parameters and MACs (per sample) of a discrete architecture, or of the supernet when ``architecture`` is None.
-
-    Returns:
-        ``{"architecture": paper notation or "supernet", "roi_size", "params", "macs", "mmacs", "gmacs"}``.
-    """
-    from vnas_monai.networks import VNASNet, VNASSupernet
-
-    with torch.device("meta"):
-        if architecture is None:
-            net: nn.Module = VNASSupernet(3, in_channels, out_channels, init_filters, **kwargs)
-            name = "supernet"
-        else:
-            arch = Architecture.resolve(architecture)
-            net = VNASNet(3, in_channels, out_channels, arch, init_filters, **kwargs)
-            name = " | ".join(arch.to_paper())
-    net.eval()
-    params = sum(p.numel() for n, p in net.named_parameters() if n not in ("alpha", "beta"))
-    macs = count_macs(net, (1, in_channels, *roi_size))
-    return {
-        "architecture": name,
-        "roi_size": list(roi_size),
-        "init_filters": init_filters,
-        "params": params,
-        "macs": macs,
-        "mmacs": macs / 1e6,
-        "gmacs": macs / 1e9,
-    }
 
 
 def format_cost(report: dict[str, Any]) -> str:

@@ -101,6 +101,6 @@ def space_names() -> list[str]:
     return sorted(_SPACES)
 
 
-register_space(SearchSpace("vnas", encoding="vnas_monai.arch:Architecture",
-                           network="vnas_monai.networks.nets.vnasnet:build_vnasnet",
-                           supernet="vnas_monai.networks:VNASSupernet"))
+register_space(SearchSpace("vnas", encoding="vnas_monai.spaces.vnas:Architecture",
+                           network="vnas_monai.spaces.vnas.network:build_vnasnet",
+                           supernet="vnas_monai.spaces.vnas:VNASSupernet"))

@@ -95,7 +95,13 @@ class Encoding(Protocol):
     meta: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON (the space's ``from_dict`` reads it back)."""
+        """Plain JSON (the space's ``from_dict`` reads it back); a ``space`` key names the space (files without
+        one are V-NAS's)."""
+
+    @classmethod
+    def from_probabilities(cls, probabilities: Mapping[str, Any], meta: Mapping[str, Any] | None = None) -> Encoding:
+        """The space's discretisation of a probability table (rows as :meth:`rows`), keeping it: fold aggregation
+        (:func:`vnas_monai.spaces.aggregate.aggregate`)."""
 
     def digest(self) -> str:
         """Stable hash of the choices alone (see :func:`choices_digest`)."""
@@ -123,6 +129,9 @@ class Encoding(Protocol):
 
     def summary(self) -> str:
         """One line for logs: the choices in the paper's notation."""
+
+    def plot(self, path: Any, title: str | None = None) -> Any:
+        """Draw the architecture (the space's own figure) as a PNG at ``path``, atomically; returns the path."""
 
 
 @runtime_checkable

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vnas_monai.arch import Architecture
+from vnas_monai.spaces.vnas.encoding import Architecture
 
 from .crossval import crossval
 
@@ -37,7 +37,7 @@ def variant_overrides(name: str) -> dict[str, Any]:
     if name == "mix":
         return {
             "network_def": {
-                "_target_": "vnas_monai.networks.VNASSupernet",
+                "_target_": "vnas_monai.spaces.vnas.VNASSupernet",
                 "spatial_dims": 3,
                 "in_channels": "@in_channels",
                 "out_channels": "@num_classes",

@@ -25,8 +25,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vnas_monai.arch import Architecture, aggregate
 from vnas_monai.bundle.metrics import METRICS, format_markdown, write_reports
+from vnas_monai.spaces.aggregate import aggregate
+from vnas_monai.spaces.vnas.encoding import Architecture
 
 __all__ = ["crossval", "run_bundle", "search_complete", "STAGES"]
 

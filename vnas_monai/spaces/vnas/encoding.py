@@ -27,7 +27,6 @@ __all__ = [
     "NUM_ENCODER_CELLS",
     "NUM_DECODER_BLOCKS",
     "PRESETS",
-    "aggregate",
 ]
 
 #: Candidate names, in code order: code ``i`` is ``OP_NAMES[i]``.
@@ -177,6 +176,16 @@ class Architecture:
             raise ValueError(f"{source}: {e}") from None
 
     @classmethod
+    def from_probabilities(cls, probabilities: Mapping[str, Any], meta: Mapping[str, Any] | None = None
+                           ) -> Architecture:
+        """The architecture of each cell's most probable candidate (the discretisation of ``derive``), keeping
+        ``probabilities`` (``{"encoder": 16 x 3, "decoder": 5 x 3}``): fold aggregation
+        (:func:`vnas_monai.spaces.aggregate.aggregate`)."""
+        codes = {part: [max(range(len(row)), key=list(row).__getitem__) for row in probabilities[part]]
+                 for part in ("encoder", "decoder")}
+        return cls(codes["encoder"], codes["decoder"], probabilities, dict(meta or {}))
+
+    @classmethod
     def from_json(cls, text: str, source: str = "architecture JSON") -> Architecture:
         try:
             data = json.loads(text)
@@ -298,6 +307,12 @@ class Architecture:
         enc, dec = self.to_paper()
         return f"encoder [{enc}], decoder [{dec}]"
 
+    def plot(self, path: str | os.PathLike, title: str | None = None) -> Path:
+        """The architecture figure (:func:`vnas_monai.spaces.vnas.figures.plot_architecture`) as a PNG at ``path``."""
+        from .figures import plot_architecture
+
+        return plot_architecture(self, path, title)
+
     def neighbours(self) -> list[Architecture]:
         """Every architecture that differs in exactly one cell (21 cells x 2 other candidates = 42), encoder first."""
         out = []
@@ -318,28 +333,3 @@ class Architecture:
     def __repr__(self) -> str:
         enc, dec = self.to_paper()
         return f"Architecture(encoder=[{enc}], decoder=[{dec}])"
-
-
-def aggregate(architectures: Sequence[Architecture | str | os.PathLike]) -> Architecture:
-    """Combine the searches of several folds (paper §3.1): sum each cell's probabilities, then take the argmax.
-
-    Raises:
-        ValueError: no architectures, or one without probabilities (naming it).
-    """
-    if not architectures:
-        raise ValueError("aggregate needs at least one arch.json.")
-    archs = [Architecture.resolve(a) for a in architectures]
-    sums = {"encoder": [[0.0] * len(OP_NAMES) for _ in range(NUM_ENCODER_CELLS)],
-            "decoder": [[0.0] * len(OP_NAMES) for _ in range(NUM_DECODER_BLOCKS)]}
-    for src, arch in zip(architectures, archs):
-        if arch.probabilities is None:
-            raise ValueError(f"{src}: has no 'probabilities' to aggregate (was it written by a search?).")
-        for part, rows in arch.probabilities.items():
-            for acc, row in zip(sums[part], rows):
-                for k, v in enumerate(row):
-                    acc[k] += v
-    n = len(archs)
-    probs = {part: [[v / n for v in row] for row in rows] for part, rows in sums.items()}
-    codes = {part: [max(range(len(OP_NAMES)), key=row.__getitem__) for row in rows] for part, rows in probs.items()}
-    sources = [str(a) if not isinstance(a, Architecture) else repr(a) for a in architectures]
-    return Architecture(codes["encoder"], codes["decoder"], probs, meta={"aggregated_from": sources})

@@ -13,9 +13,8 @@ from typing import Any, Optional, Union
 
 import torch
 
-from vnas_monai.arch import Architecture
-
 from .backbone import VNASBackbone
+from .encoding import Architecture
 from .supernet import ARCH_PARAM_NAMES, VNASSupernet
 
 __all__ = ["VNASNet", "build_vnasnet"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from vnas_monai.arch import OP_NAMES
+from .encoding import OP_NAMES
 
 __all__ = ["ENCODER_CANDIDATES", "DECODER_CANDIDATES", "get_candidate", "op_name"]
 

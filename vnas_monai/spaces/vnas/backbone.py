@@ -23,10 +23,11 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from vnas_monai.arch import ENCODER_GROUPS, NUM_DECODER_BLOCKS, NUM_ENCODER_CELLS
-from vnas_monai.networks.blocks.decoder import PVP, DecoderCell, FinalHead, FullResolutionRefine, Transition
-from vnas_monai.networks.blocks.encoder import EncoderCell, Stem
 from vnas_monai.networks.layers import ConvImpl, ConvMemoryFormat, MaxPool3d, set_conv_memory_format
+
+from .decoder import PVP, DecoderCell, FinalHead, FullResolutionRefine, Transition
+from .encoder import EncoderCell, Stem
+from .encoding import ENCODER_GROUPS, NUM_DECODER_BLOCKS, NUM_ENCODER_CELLS
 
 __all__ = ["VNASBackbone", "DIVISOR"]
 

@@ -14,10 +14,10 @@ import torch
 import torch.nn as nn
 from monai.networks.layers.utils import get_act_layer, get_norm_layer
 
+from vnas_monai.networks.blocks.mixed import MixedOp
 from vnas_monai.networks.layers import ConvNormAct, MaxPool3d
 
 from .candidates import get_candidate, op_name
-from .mixed import MixedOp
 
 __all__ = ["Stem", "BottleneckBranch", "EncoderCell"]
 

@@ -14,9 +14,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from monai.utils import StrEnum
 
-from vnas_monai.arch import NUM_DECODER_BLOCKS, NUM_ENCODER_CELLS, OP_NAMES, Architecture
-
 from .backbone import VNASBackbone
+from .encoding import NUM_DECODER_BLOCKS, NUM_ENCODER_CELLS, OP_NAMES, Architecture
 
 __all__ = ["VNASSupernet", "SearchMode"]
 

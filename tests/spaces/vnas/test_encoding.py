@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from vnas_monai.arch import PRESETS, Architecture
+from vnas_monai.spaces.vnas.encoding import PRESETS, Architecture
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -80,7 +80,7 @@ def test_resolve_accepts_every_form(tmp_path):
 
 
 def test_aggregate_sums_fold_probabilities(tmp_path):
-    from vnas_monai.arch import aggregate
+    from vnas_monai.spaces.aggregate import aggregate
 
     def fold(enc_row, dec_row, name):
         probs = {"encoder": [enc_row] * 16, "decoder": [dec_row] * 5}

@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from vnas_monai.arch import OP_NAMES
-from vnas_monai.networks.blocks import PVP, DecoderCell, EncoderCell, MixedOp, Stem
+from vnas_monai.networks.blocks import MixedOp
+from vnas_monai.spaces.vnas import PVP, DecoderCell, EncoderCell, Stem
+from vnas_monai.spaces.vnas.encoding import OP_NAMES
 
 
 def test_stem_halves_every_axis():
@@ -58,7 +59,7 @@ def test_checkpointing_gives_the_same_gradients():
 
 
 def test_full_resolution_refine_starts_as_identity_and_learns():
-    from vnas_monai.networks.blocks import FullResolutionRefine
+    from vnas_monai.spaces.vnas import FullResolutionRefine
 
     torch.manual_seed(0)
     block = FullResolutionRefine(2, 3, 4, "relu", "batch")

@@ -14,10 +14,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from vnas_monai.networks.blocks.mixed import MixedOp
 from vnas_monai.networks.layers import ConvNormAct, max_pool3d
 
 from .candidates import get_candidate, op_name
-from .mixed import MixedOp
 
 __all__ = ["DenseLayer", "DenseBranch", "DecoderCell", "Transition", "PVP", "FinalHead", "FullResolutionRefine"]
 

@@ -3,9 +3,10 @@ import random
 import pytest
 import torch
 
-from vnas_monai.arch import Architecture
-from vnas_monai.networks import VNASNet, VNASSupernet
-from vnas_monai.networks.cost import cost_report, format_cost
+from vnas_monai.networks.cost import format_cost
+from vnas_monai.spaces.vnas import VNASNet, VNASSupernet
+from vnas_monai.spaces.vnas.cost import cost_report
+from vnas_monai.spaces.vnas.encoding import Architecture
 
 SMALL = dict(init_filters=4, dense_layers=2, dense_growth=2)
 SHAPE = (2, 1, 32, 32, 64)  # the smallest valid patch, non-cubic
