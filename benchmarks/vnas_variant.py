@@ -19,6 +19,7 @@ from vnas_monai.benchmark import benchmark
 from vnas_monai.benchmark.registry import register_method
 from vnas_monai.benchmark.vnas import (
     RECIPES,
+    RETRAIN_INIT,
     RETRAIN_INITS,
     SEARCH_FRACTION,
     VNAS_NETWORK,
@@ -37,15 +38,27 @@ def main() -> None:
     ap.add_argument("--name", default="vnas_searched_retrained")
     ap.add_argument("--recipe", default="paper", choices=sorted(RECIPES))
     ap.add_argument("--full_resolution_channels", type=int, default=VNAS_NETWORK["full_resolution_channels"])
+    ap.add_argument("--full_resolution_features", action="store_true",
+                    help="the full-resolution stage also sees the decoder's last features (a top-level skip)")
     ap.add_argument("--init_filters", type=int, default=VNAS_NETWORK["init_filters"])
+    ap.add_argument("--dense_growth", type=int, help="decoder dense-layer growth (default: 20 * init_filters // 64)")
     ap.add_argument("--intensity", action="store_true", help="intensity augmentation (noise, scale, contrast)")
     ap.add_argument("--affine", action="store_true", help="RandAffined (rotation, scaling)")
+    ap.add_argument("--batch_size", type=int, help="cases per retraining batch (default: the plan's)")
+    ap.add_argument("--num_samples", type=int, help="patches per case in a retraining batch (default: the plan's)")
     ap.add_argument("--search_fraction", type=float, default=SEARCH_FRACTION, help="with arch 'search'")
-    ap.add_argument("--init", default="scratch", choices=RETRAIN_INITS, help="with arch 'search'")
+    ap.add_argument("--init", default=RETRAIN_INIT, choices=RETRAIN_INITS, help="with arch 'search'")
     args = ap.parse_args()
     network = dict(VNAS_NETWORK, full_resolution_channels=args.full_resolution_channels, init_filters=args.init_filters)
+    if args.full_resolution_features:
+        network["full_resolution_features"] = True
+    if args.dense_growth is not None:
+        network["dense_growth"] = args.dense_growth
     if args.intensity or args.affine:
         RECIPES[args.recipe] = dict(RECIPES[args.recipe], intensity=args.intensity, affine=args.affine)
+    for key in ("batch_size", "num_samples"):
+        if getattr(args, key) is not None:
+            RECIPES[args.recipe] = dict(RECIPES[args.recipe], **{key: getattr(args, key)})
 
     def method(plan, splits, budget_s, work, seed=0, max_steps=None):
         if args.arch == "search":

@@ -11,6 +11,8 @@ from vnas_monai.networks.layers import (
     ConvNormAct,
     SliceConv3d,
     auto_form,
+    computing_layout,
+    dense_grad,
     is_channels_last,
     kernel_kind,
     same_padding,
@@ -217,3 +219,41 @@ def test_memory_helpers_keep_state_dict():
     # the whole network computes channels-last from its first convolution on (input: NCDHW, 1 channel)
     x = torch.randn(2, 1, 32, 32, 32)
     assert net.stem(x).is_contiguous(memory_format=CL)
+
+
+def test_computing_layout_runs_channels_last_throughout_and_restores():
+    """Inside: channels-last parameters *and* convolutions (under bf16 autocast too, where "auto" alone computes
+    NCDHW), so activations and their gradients share one layout; outside: NCDHW parameters and each conv's own
+    layout back, even when the body raises."""
+    net = VNASNet(architecture="nih", **SMALL)
+    formats = [m.memory_format for m in net.modules() if isinstance(m, SliceConv3d)]
+    x = torch.randn(2, 1, 32, 48, 16)
+    with pytest.raises(RuntimeError, match="boom"):
+        with computing_layout(net, channels_last=True):
+            assert net.stem.conv1.conv.weight.is_contiguous(memory_format=CL)
+            with torch.autocast("cpu", torch.bfloat16):
+                assert is_channels_last(net.stem(x))
+            raise RuntimeError("boom")
+    assert [m.memory_format for m in net.modules() if isinstance(m, SliceConv3d)] == formats
+    assert net.stem.conv1.conv.weight.is_contiguous()
+    with computing_layout(net, channels_last=False):
+        assert net.stem.conv1.conv.weight.is_contiguous()
+
+
+def test_dense_grad_is_an_identity_with_a_dense_gradient():
+    a = torch.randn(2, 3, 4, 5, 6).contiguous(memory_format=CL).requires_grad_(True)
+    b = torch.randn(2, 2, 4, 5, 6).contiguous(memory_format=CL).requires_grad_(True)
+    seen = {}
+
+    def record(name):
+        def hook(g):
+            seen[name] = g.is_contiguous(memory_format=CL)
+        return hook
+
+    out = dense_grad(a)
+    out.register_hook(record("into"))
+    a.register_hook(record("a"))
+    torch.cat([out, b], 1).mul(torch.arange(5.0).view(1, 5, 1, 1, 1)).sum().backward()
+    assert seen == {"into": False, "a": True}  # the cat hands back a strided slice; dense_grad makes it dense
+    torch.testing.assert_close(a.grad, torch.arange(3.0).view(1, 3, 1, 1, 1).expand_as(a))
+    assert dense_grad(b.detach()) is not None and not dense_grad(b.detach()).requires_grad

@@ -19,6 +19,7 @@ import torch
 
 from vnas_monai.engine.precision import resolve_precision
 from vnas_monai.io import atomic_write
+from vnas_monai.networks.layers.memory import computing_layout
 
 __all__ = ["TrainedModel", "SCHEDULES", "train_budgeted", "predict_cases", "save_checkpoint", "model_cost"]
 
@@ -83,7 +84,9 @@ def train_budgeted(
         budget_s: wall-clock seconds (data loading included).
         schedule: a key of :data:`SCHEDULES`.
         deep_supervision: the model returns (B, 1 + heads, C, *roi) in training mode (MONAI ``DynUNet``).
-        channels_last: channels-last 3D memory format (faster oneDNN convolutions on CPU).
+        channels_last: compute channels-last 3D throughout (faster oneDNN convolutions and norms on CPU; a V-NAS
+            network's convolutions too, see :func:`vnas_monai.networks.layers.computing_layout`); the model is
+            NCDHW again afterwards.
         max_steps: optional cap on steps (tests).
         log_every_s: progress log interval.
         clip_grad_norm: optional gradient norm clip (nnU-Net: 12).
@@ -99,10 +102,19 @@ def train_budgeted(
     policy = resolve_precision(precision, "cpu")  # refuses unknown values, naming the key
     if not budget_s > 0:
         raise ValueError(f"budget_s must be > 0, got {budget_s!r}.")
-    factor = SCHEDULES[schedule]
-    base = [g["lr"] for g in optimizer.param_groups]
     fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
-    model.to(memory_format=fmt).train()
+    with computing_layout(model, channels_last):
+        model.train()
+        stats = _train_loop(model, loss_fn, optimizer, loader, budget_s, SCHEDULES[schedule], deep_supervision, fmt,
+                            max_steps, log_every_s, clip_grad_norm, policy)
+    model.eval()
+    return stats
+
+
+def _train_loop(model, loss_fn, optimizer, loader, budget_s, factor, deep_supervision, fmt, max_steps, log_every_s,
+                clip_grad_norm, policy) -> dict[str, Any]:
+    """The steps of :func:`train_budgeted` (its arguments, resolved)."""
+    base = [g["lr"] for g in optimizer.param_groups]
     start = last_log = time.perf_counter()
     steps = epochs = 0
     losses: list[float] = []
@@ -130,7 +142,6 @@ def train_budgeted(
                 logger.info("step %d (epoch %d) %.0f/%.0f s loss %.4f lr %.2e", steps, epochs, now - start, budget_s,
                             sum(losses[-50:]) / len(losses[-50:]), optimizer.param_groups[0]["lr"])
             if now - start >= budget_s or (max_steps is not None and steps >= max_steps):
-                model.eval().to(memory_format=torch.contiguous_format)
                 tail = losses[-100:]
                 return {"steps": steps, "epochs": epochs + 1, "train_time_s": round(now - start, 2),
                         "final_loss": losses[-1], "mean_loss_last_100": sum(tail) / len(tail)}

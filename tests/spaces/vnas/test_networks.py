@@ -170,3 +170,24 @@ def test_full_resolution_stage_moves_by_state_dict_and_scripts():
     torch.testing.assert_close(torch.jit.script(net)(x), net(x))
     with pytest.raises(ValueError, match="full_resolution_channels"):
         VNASNet(architecture="nih", full_resolution_channels=-1, **SMALL)
+
+
+def test_full_resolution_stage_with_the_decoder_features():
+    """``full_resolution_features``: the stage also sees the decoder's last features (lifted x2); forward, backward,
+    every parameter learns, the weights move from the supernet, TorchScript compiles it; it needs the stage."""
+    torch.manual_seed(0)
+    sup = VNASSupernet(out_channels=3, full_resolution_channels=4, full_resolution_features=True, **SMALL)
+    net = VNASNet.from_supernet(sup, Architecture.resolve("msd_lung"))
+    assert torch.equal(net.state_dict()["refine.lift.weight"], sup.state_dict()["refine.lift.weight"])
+    x = torch.randn(2, 1, 32, 64, 32)
+    with torch.no_grad():
+        net.refine.out.weight.add_(0.05)
+    net.train()
+    y = net(x)
+    assert y.shape == (2, 3, 32, 64, 32)
+    y.mean().backward()
+    _grads_everywhere(net, list(net.named_parameters()))
+    net.eval()
+    torch.testing.assert_close(torch.jit.script(net)(x), net(x))
+    with pytest.raises(ValueError, match="full_resolution_features needs"):
+        VNASNet(architecture="nih", full_resolution_features=True, **SMALL)

@@ -9,7 +9,14 @@ from .convs import (
     kernel_kind,
     same_padding,
 )
-from .memory import is_channels_last, set_conv_memory_format, to_channels_last, to_contiguous_format
+from .memory import (
+    computing_layout,
+    dense_grad,
+    is_channels_last,
+    set_conv_memory_format,
+    to_channels_last,
+    to_contiguous_format,
+)
 from .pooling import MaxPool3d, max_pool3d
 
 __all__ = [
@@ -21,6 +28,8 @@ __all__ = [
     "SliceConv3d",
     "as_triple",
     "auto_form",
+    "computing_layout",
+    "dense_grad",
     "is_channels_last",
     "kernel_kind",
     "max_pool3d",

@@ -61,6 +61,9 @@ class VNASBackbone(nn.Module):
         full_resolution_channels: width of a :class:`FullResolutionRefine` stage at the input grid after the head
             (0, the default: the paper's network, whose decoder ends at 1/2 resolution). For structures a few voxels
             thick, e.g. 8.
+        full_resolution_features: the full-resolution stage also sees the decoder's last features, lifted to the
+            input grid (a U-Net's top-level skip; see :class:`FullResolutionRefine`); needs
+            ``full_resolution_channels`` > 0.
         conv_impl: how the convolutions run (a ``ConvImpl``; ``"auto"``: the measured-fastest exact form per kernel
             and device, ``"conv3d"``: plain ``F.conv3d``).
         memory_format: the layout the network computes in (a ``ConvMemoryFormat``): ``"auto"`` (channels-last on
@@ -88,6 +91,7 @@ class VNASBackbone(nn.Module):
         checkpointing: bool = False,
         zero_init_residual: bool = False,
         full_resolution_channels: int = 0,
+        full_resolution_features: bool = False,
         conv_impl: str = ConvImpl.AUTO,
         memory_format: str = ConvMemoryFormat.AUTO,
     ) -> None:
@@ -142,8 +146,12 @@ class VNASBackbone(nn.Module):
         self.head = FinalHead(self.decoder4.out_channels + len(pvp_pool_sizes), out_channels, act, norm, upsample_mode)
         if not isinstance(full_resolution_channels, int) or full_resolution_channels < 0:
             raise ValueError(f"full_resolution_channels must be an int >= 0, got {full_resolution_channels!r}.")
+        if full_resolution_features and not full_resolution_channels:
+            raise ValueError("full_resolution_features needs a full-resolution stage: set full_resolution_channels > 0")
+        head_in = self.decoder4.out_channels + len(pvp_pool_sizes)
         self.refine = (
-            FullResolutionRefine(in_channels, out_channels, full_resolution_channels, act, norm, conv_impl)
+            FullResolutionRefine(in_channels, out_channels, full_resolution_channels, act, norm, conv_impl,
+                                 feature_channels=head_in if full_resolution_features else 0)
             if full_resolution_channels else None
         )
         self._init_weights(zero_init_residual)
@@ -224,7 +232,8 @@ class VNASBackbone(nn.Module):
         h = self.decoder2(self.up2(h) + f1, self._row(beta, 2), self._pick(dec_index, 2))
         h = self.decoder3(self.up3(h) + s1, self._row(beta, 3), self._pick(dec_index, 3))
         h = self.decoder4(self.up4(h) + s0, self._row(beta, 4), self._pick(dec_index, 4))
-        logits = self.head(torch.cat([self.pvp(h), h], 1))
+        h = torch.cat([self.pvp(h), h], 1)
+        logits = self.head(h)
         if self.refine is not None:
-            logits = self.refine(x, logits)
+            logits = self.refine(x, logits, h)
         return logits

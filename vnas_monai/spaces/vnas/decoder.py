@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vnas_monai.networks.blocks.mixed import MixedOp
-from vnas_monai.networks.layers import ConvNormAct, max_pool3d
+from vnas_monai.networks.layers import ConvNormAct, dense_grad, max_pool3d
 
 from .candidates import get_candidate, op_name
 
@@ -164,13 +164,21 @@ class FullResolutionRefine(nn.Module):
     logits and add a correction to those logits, as a U-Net's top level does. The last 1x1x1 conv starts at zero, so
     the network starts as the paper's head. Not part of the search space: every architecture gets the same stage.
 
-    Shapes: image (N, C, H, W, D), logits (N, K, H, W, D) -> (N, K, H, W, D).
+    With ``feature_channels`` > 0 it also sees the decoder's last features (the head's input, at 1/2 of the grid),
+    lifted to the input grid by a x2 transposed convolution to ``channels`` features: a U-Net's top-level skip, so
+    that the correction draws on more than the upsampled logits.
+
+    Shapes: image (N, C, H, W, D), logits (N, K, H, W, D), features (N, feature_channels, H/2, W/2, D/2)
+    -> (N, K, H, W, D).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, channels: int, act, norm, conv_impl: str = "auto"):
+    def __init__(self, in_channels: int, out_channels: int, channels: int, act, norm, conv_impl: str = "auto",
+                 feature_channels: int = 0):
         super().__init__()
         self.image = ConvNormAct(3, in_channels, channels, 3, 1, act, norm, conv_impl=conv_impl)
-        self.fuse = ConvNormAct(3, channels + out_channels, channels, 3, 1, act, norm, conv_impl=conv_impl)
+        self.lift = nn.ConvTranspose3d(feature_channels, channels, 2, stride=2) if feature_channels else None
+        fused = channels * (2 if feature_channels else 1) + out_channels
+        self.fuse = ConvNormAct(3, fused, channels, 3, 1, act, norm, conv_impl=conv_impl)
         self.out = nn.Conv3d(channels, out_channels, 1)
 
     def reset_out(self) -> None:
@@ -178,7 +186,11 @@ class FullResolutionRefine(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, image: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        features = self.image(image)
-        correction = self.out(self.fuse(torch.cat([features, logits.to(features.dtype)], 1)))
+    def forward(self, image: torch.Tensor, logits: torch.Tensor, features: Optional[torch.Tensor] = None
+                ) -> torch.Tensor:
+        own = self.image(image)
+        parts = [dense_grad(own), logits.to(own.dtype)]  # the cat's strided gradient slows the ReLU's backward
+        if self.lift is not None and features is not None:
+            parts.insert(1, self.lift(features).to(own.dtype))
+        correction = self.out(self.fuse(torch.cat(parts, 1)))
         return logits + correction.to(logits.dtype)
