@@ -35,7 +35,7 @@ def build(kind: str, init_filters: int, full_resolution_channels: int) -> torch.
     return VNASSupernet(**kw) if kind == "supernet" else VNASNet(architecture="nih", **kw)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--roi", type=int, nargs=3, default=[32, 64, 32])
     ap.add_argument("--batch", type=int, default=8)
@@ -43,7 +43,7 @@ def main() -> None:
     ap.add_argument("--full_resolution_channels", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--output")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     x = torch.randn(args.batch, 1, *args.roi)
     y = torch.randint(0, 3, (args.batch, 1, *args.roi))
@@ -87,6 +87,7 @@ def main() -> None:
     if args.output:
         Path(args.output).write_text(json.dumps(record, indent=1) + "\n")
     print(json.dumps(record))
+    return record
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ in both, another recipe, augmentation or network width. The experiments of ``res
     OMP_NUM_THREADS=1 python benchmarks/vnas_variant.py ARCH 10 runs/recipes --name x_adam_8 --recipe adam \\
         --full_resolution_channels 8
     OMP_NUM_THREADS=1 python benchmarks/vnas_variant.py search 10 runs/recipes --name s_warm --search_fraction 0.2 \\
-        --init supernet --intensity
+        --init scratch --augmentation none
 
 Adds the row ``--name`` (default ``vnas_searched_retrained``) to the benchmark folder, reusing its folds and plan.
 """
@@ -42,8 +42,8 @@ def main() -> None:
                     help="the full-resolution stage also sees the decoder's last features (a top-level skip)")
     ap.add_argument("--init_filters", type=int, default=VNAS_NETWORK["init_filters"])
     ap.add_argument("--dense_growth", type=int, help="decoder dense-layer growth (default: 20 * init_filters // 64)")
-    ap.add_argument("--intensity", action="store_true", help="intensity augmentation (noise, scale, contrast)")
-    ap.add_argument("--affine", action="store_true", help="RandAffined (rotation, scaling)")
+    ap.add_argument("--augmentation", choices=("recipe", "none", "intensity", "affine", "both"), default="recipe",
+                    help="retraining augmentation: the recipe's (intensity and affine), or as given")
     ap.add_argument("--batch_size", type=int, help="cases per retraining batch (default: the plan's)")
     ap.add_argument("--num_samples", type=int, help="patches per case in a retraining batch (default: the plan's)")
     ap.add_argument("--search_fraction", type=float, default=SEARCH_FRACTION, help="with arch 'search'")
@@ -54,8 +54,9 @@ def main() -> None:
         network["full_resolution_features"] = True
     if args.dense_growth is not None:
         network["dense_growth"] = args.dense_growth
-    if args.intensity or args.affine:
-        RECIPES[args.recipe] = dict(RECIPES[args.recipe], intensity=args.intensity, affine=args.affine)
+    if args.augmentation != "recipe":
+        RECIPES[args.recipe] = dict(RECIPES[args.recipe], intensity=args.augmentation in ("intensity", "both"),
+                                    affine=args.augmentation in ("affine", "both"))
     for key in ("batch_size", "num_samples"):
         if getattr(args, key) is not None:
             RECIPES[args.recipe] = dict(RECIPES[args.recipe], **{key: getattr(args, key)})

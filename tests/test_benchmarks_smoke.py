@@ -68,3 +68,19 @@ def test_precisions_option(bench):
     assert bench.parse_precisions("fp32, FP32,bf16", cpu) == ["fp32", "bf16"]
     with pytest.raises(ValueError, match="precision"):
         bench.parse_precisions("fp8", cpu)
+
+
+def test_bench_layout_times_every_layout(tmp_path):
+    """``benchmarks/bench_layout.py`` at a tiny size: a step time for each layout of the network and the supernet."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import bench_layout
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    out = tmp_path / "layout.json"
+    record = bench_layout.main(["--roi", "32", "32", "32", "--batch", "2", "--init_filters", "4", "--repeats", "1",
+                                "--output", str(out)])
+    assert json.loads(out.read_text()) == record
+    for kind in ("network", "supernet"):
+        assert set(record["step_s"][kind]) == set(bench_layout.LAYOUTS)
+        assert all(t > 0 for t in record["step_s"][kind].values())

@@ -21,7 +21,7 @@ from tests.conftest import REPO
 PROBE = r"""
 import json, sys
 import torch
-import vnas_monai.bundle, vnas_monai.bundle.export, vnas_monai.workflows.crossval, vnas_monai.workflows.ablation
+import vnas_monai.bundle, vnas_monai.export, vnas_monai.workflows.crossval, vnas_monai.workflows.ablation
 from vnas_monai.bundle import case_metrics
 label = torch.zeros(8, 8, 8, dtype=torch.long); label[2:6, 2:6, 2:6] = 1
 pred = torch.zeros_like(label); pred[3:6, 2:6, 2:6] = 1
@@ -85,13 +85,13 @@ def test_ci_installs_into_a_fresh_venv_with_the_readme_test_command():
     assert {"onnx", "onnxruntime", "mlflow-skinny"} <= _declared("options.extras_require", "test")
 
 
-def test_bundle_templates_ship_as_package_data():
-    from vnas_monai.bundle.templates import apache_2_0, logging_conf
+def test_export_templates_ship_as_package_data():
+    from vnas_monai.export.templates import apache_2_0, logging_conf
 
     cfg = configparser.ConfigParser()
     cfg.read(REPO / "setup.cfg")
-    patterns = [p.strip() for p in cfg["options.package_data"]["vnas_monai.bundle.templates"].split(",")]
-    folder = REPO / "vnas_monai" / "bundle" / "templates"
+    patterns = [p.strip() for p in cfg["options.package_data"]["vnas_monai.export.templates"].split(",")]
+    folder = REPO / "vnas_monai" / "export" / "templates"
     shipped = {f.name for pattern in patterns for f in folder.glob(pattern)}
     assert {"LICENSE-Apache-2.0.txt", "logging.conf"} <= shipped
     assert apache_2_0().lstrip().startswith("Apache License") and "[loggers]" in logging_conf()

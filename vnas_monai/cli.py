@@ -86,7 +86,7 @@ def phantoms(output_dir: str = "phantom_data", num_cases: int = 12, seed: int = 
 _LAZY = {
     "crossval": "vnas_monai.workflows.crossval:crossval",
     "ablation": "vnas_monai.workflows.ablation:ablation",
-    "export_bundle": "vnas_monai.bundle.export:export_bundle",
+    "export_bundle": "vnas_monai.export.bundle:export_bundle",
     "plan": "vnas_monai.plan.command:plan",
     "benchmark": "vnas_monai.benchmark.command:benchmark",
 }

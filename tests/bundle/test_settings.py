@@ -13,8 +13,8 @@ from monai.bundle import ConfigParser
 
 from tests.conftest import BUNDLES
 from vnas_monai.bundle import load_weights, save_run_settings
-from vnas_monai.bundle.export import export_bundle
 from vnas_monai.bundle.settings import check_run_settings, load_run_settings, resolve_checkpoint, stored_setting
+from vnas_monai.export import export_bundle
 from vnas_monai.spaces.vnas import VNASNet
 from vnas_monai.spaces.vnas.encoding import Architecture
 

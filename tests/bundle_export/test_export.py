@@ -313,7 +313,7 @@ def test_refuses_other_architecture(bundle, tmp_path):
 
 
 def test_export_checks_weights(tmp_path, monkeypatch):
-    from vnas_monai.bundle.export import export_bundle
+    from vnas_monai.export import export_bundle
 
     ckpt = tiny_weights(tmp_path / "nih.pt")
     common = dict(
@@ -343,7 +343,7 @@ def test_export_checks_weights(tmp_path, monkeypatch):
 
     # a failed --overwrite export keeps the previous bundle whole and leaves no partial folder behind
     before = sorted(p.relative_to(out) for p in out.rglob("*"))
-    monkeypatch.setattr("vnas_monai.bundle.export.train_config", lambda settings: 1 / 0)
+    monkeypatch.setattr("vnas_monai.export.configs.train_config", lambda settings, network: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         export_bundle(str(out), str(ckpt), overwrite=True, **common)
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before

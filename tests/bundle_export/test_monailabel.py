@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 
-from vnas_monai.bundle.export import export_bundle
+from vnas_monai.export import export_bundle
 from vnas_monai.spaces.vnas.encoding import Architecture
 
 from .test_export import LABELS, ROI, tiny_weights

@@ -56,3 +56,27 @@ def test_registry_errors_are_named():
         register_space(SearchSpace("bad", "no_colon", "c:d"))
     with pytest.raises(ValueError, match="has no supernet"):
         SearchSpace("discrete_only", "a:b", "c:d").supernet_class()
+    with pytest.raises(ValueError, match="'module:attribute'"):
+        register_space(SearchSpace("bad", "a:b", "c:d", bundle="no_colon"))
+    with pytest.raises(ValueError, match="'no_bundle' declares no bundle network"):
+        SearchSpace("no_bundle", "a:b", "c:d").bundle_network()
+    with pytest.raises(ValueError, match="is a function, not a vnas_monai.spaces.BundleNetwork"):
+        SearchSpace("wrong", "a:b", "c:d", bundle="vnas_monai.spaces.vnas.network:build_vnasnet").bundle_network()
+
+
+def test_vnas_bundle_network_is_the_stages_network():
+    """What a bundle needs of V-NAS (the export and the pipeline's stage configs share it)."""
+    from monai.bundle import ConfigParser
+
+    from vnas_monai.bundle.configs import network_def
+    from vnas_monai.spaces.vnas import DIVISOR, VNASNet
+
+    spec = get_space("vnas").bundle_network()
+    assert spec.divisor == DIVISOR == 32 and spec.title == "V-NAS" and spec.references
+    assert spec.network_def("@arch_file")["architecture"] == "@arch_file"
+    assert network_def() == spec.network_def("@architecture")
+    parser = ConfigParser({"in_channels": 1, "num_classes": 3, "init_filters": 4, "architecture": "3d",
+                           "network_def": spec.network_def("@architecture")})
+    net = parser.get_parsed_content("network_def")
+    assert isinstance(net, VNASNet) and net.architecture == Architecture.uniform("3d")
+    assert net.state_dict()["head.up.bias"].shape == (3,)

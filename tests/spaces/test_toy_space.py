@@ -1,11 +1,12 @@
 """A toy third search space (2 cells x 2 ops), defined only here, through the generic search code: the bilevel
 trainer with its Architect and entropy penalty, the architecture logger (arch.json with margins and decision,
-history, TensorBoard-free), the probability plot, the architecture figure, and the registry. Nothing outside this
-file knows the space."""
+history, TensorBoard-free), the probability plot, the architecture figure, the registry, fold aggregation and the
+MONAI Label export (its bundle run by MONAI's ``ConfigWorkflow``). Nothing outside this file knows the space."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from torch import nn
 from vnas_monai.engine import ArchEntropyPenalty, ArchitectureLogger, VNASSearchTrainer
 from vnas_monai.io import atomic_write_text, save_figure
 from vnas_monai.spaces import (
+    BundleNetwork,
     DifferentiableSpace,
     Encoding,
     RowLayout,
@@ -92,15 +94,15 @@ class ToyEncoding:
 
 
 class ToySupernet(nn.Module):
-    def __init__(self, width: int = 4):
+    def __init__(self, width: int = 4, in_channels: int = 1, out_channels: int = 2):
         super().__init__()
         self.mix = False
         self.alpha = nn.Parameter(torch.zeros(2, 2))
         self.cells = nn.ModuleList(
-            nn.ModuleList([nn.Conv3d(1 if i == 0 else width, width, 3, padding=1),
-                           nn.Conv3d(1 if i == 0 else width, width, 1)]) for i in range(2)
+            nn.ModuleList([nn.Conv3d(in_channels if i == 0 else width, width, 3, padding=1),
+                           nn.Conv3d(in_channels if i == 0 else width, width, 1)]) for i in range(2)
         )
-        self.head = nn.Conv3d(width, 2, 1)
+        self.head = nn.Conv3d(width, out_channels, 1)
 
     def forward(self, x):
         for row, ops in zip(F.softmax(self.alpha, -1), self.cells):
@@ -121,15 +123,32 @@ class ToySupernet(nn.Module):
         return ToyEncoding(p.argmax(-1).tolist(), {"cells": p.tolist()})
 
 
-def build_toy_network(encoding, width: int = 4):
-    """The toy space's discrete network: each cell keeps only its chosen op (module names as the supernet's)."""
-    net = ToySupernet(width)
+def build_toy_network(encoding, width: int = 4, in_channels: int = 1, out_channels: int = 2):
+    """The toy space's discrete network: each cell keeps only its chosen op (module names as the supernet's);
+    ``encoding`` may be an arch.json path, as an exported bundle's ``network_def`` passes it."""
+    if not isinstance(encoding, ToyEncoding):
+        from vnas_monai.spaces.aggregate import load_encoding
+
+        encoding = load_encoding(encoding)
+    net = ToySupernet(width, in_channels, out_channels)
     for i, code in enumerate(encoding.codes):
         net.cells[i] = nn.ModuleList([net.cells[i][code]])
     with torch.no_grad():
         net.alpha.zero_()
     net.alpha.requires_grad_(False)
     return net
+
+
+def toy_network_def(architecture):
+    """The toy network in a bundle config: the builder, shaped by the bundle's channels, classes and width."""
+    return {"_target_": f"{__name__}.build_toy_network", "encoding": architecture, "width": "@init_filters",
+            "in_channels": "@in_channels", "out_channels": "@num_classes"}
+
+
+#: what a MONAI bundle of the toy network needs: every input size a multiple of 4
+TOY_BUNDLE = BundleNetwork(title="Toy", network_def=toy_network_def, divisor=4,
+                           description="A toy space of two cells, each a 3x3x3 or a 1x1x1 convolution.",
+                           references=("the vnas_monai test suite",), notes=("two cells and a 1x1x1 head.",))
 
 
 def _loader(seed):
@@ -141,8 +160,19 @@ def _loader(seed):
 
 def _register():
     register_space(SearchSpace("toy", encoding=f"{__name__}:ToyEncoding", network=f"{__name__}:build_toy_network",
-                               supernet=f"{__name__}:ToySupernet"), overwrite=True)
+                               supernet=f"{__name__}:ToySupernet", bundle=f"{__name__}:TOY_BUNDLE"), overwrite=True)
     return get_space("toy")
+
+
+def _search_trainer(net, max_epochs, **kwargs):
+    """The generic bilevel trainer on the toy supernet (weights on one loader, architecture on another)."""
+    return VNASSearchTrainer(
+        device="cpu", max_epochs=max_epochs, train_data_loader=_loader(0), network=net,
+        optimizer=torch.optim.SGD(net.weight_parameters(), lr=0.05),
+        loss_function=lambda p, y: F.cross_entropy(p, y[:, 0].long()), arch_data_loader=_loader(1),
+        arch_optimizer=torch.optim.Adam(net.arch_parameters(), lr=0.1), arch_warmup_epochs=1, precision="fp32",
+        **kwargs,
+    )
 
 
 def test_toy_space_through_the_generic_search(tmp_path):
@@ -150,13 +180,7 @@ def test_toy_space_through_the_generic_search(tmp_path):
     torch.manual_seed(0)
     net = space.supernet_class()()
     assert isinstance(net, DifferentiableSpace) and isinstance(net.derive(), Encoding)
-    trainer = VNASSearchTrainer(
-        device="cpu", max_epochs=4, train_data_loader=_loader(0), network=net,
-        optimizer=torch.optim.SGD(net.weight_parameters(), lr=0.05),
-        loss_function=lambda p, y: F.cross_entropy(p, y[:, 0].long()), arch_data_loader=_loader(1),
-        arch_optimizer=torch.optim.Adam(net.arch_parameters(), lr=0.1), arch_warmup_epochs=1, precision="fp32",
-        arch_penalty=ArchEntropyPenalty(0.5, ramp_steps=2),
-    )
+    trainer = _search_trainer(net, 4, arch_penalty=ArchEntropyPenalty(0.5, ramp_steps=2))
     logger = ArchitectureLogger(tmp_path)
     logger.attach(trainer)
     trainer.run()
@@ -230,3 +254,72 @@ def test_toy_space_through_a_bundle_and_fold_aggregation(tmp_path):
         from vnas_monai.spaces.vnas import Architecture
 
         aggregate([files[0], Architecture.preset("nih")])
+
+
+def test_toy_space_exports_a_monai_label_bundle(tmp_path):
+    """The toy's derived encoding and trained weights through the generic MONAI Label export; the exported
+    inference config builds the toy network with those weights and runs through MONAI's ``ConfigWorkflow``."""
+    import nibabel as nib
+    import numpy as np
+    from monai.bundle import ConfigParser, ConfigWorkflow
+
+    from vnas_monai.bundle import save_run_settings
+    from vnas_monai.export import export_bundle
+    from vnas_monai.spaces.aggregate import load_encoding
+
+    space = _register()
+    torch.manual_seed(0)
+    supernet = ToySupernet()
+    _search_trainer(supernet, 2).run()
+    arch = supernet.derive()
+    run = tmp_path / "fold0" / "train"  # a training run's folder: model.pt and settings.json
+    net = space.network_builder()(arch)
+    optimizer = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.05)
+    for batch in _loader(2):
+        optimizer.zero_grad()
+        F.cross_entropy(net(batch["image"]), batch["label"][:, 0].long()).backward()
+        optimizer.step()
+    save_run_settings(run, architecture=arch, in_channels=1, num_classes=2, init_filters=4,
+                      class_names=["background", "blob"], intensity_clip=None, spacing=None, roi_size=[8, 8, 4],
+                      infer_roi_size=[8, 8, 4], flip_axes=[0])
+    torch.save(net.state_dict(), run / "model.pt")
+    arch_file = arch.save(run.parent / "search" / "arch.json")
+    with pytest.raises(ValueError, match=r"multiple of 4 \(the input of the 'toy' space's network\)"):
+        export_bundle(str(tmp_path / "bad"), str(run), arch=str(arch_file), bundle_dir=None, roi_size=[6, 8, 4])
+    other = {"space": "toy", "codes": [1 - arch.codes[0], arch.codes[1]]}  # the other op in the first cell
+    with pytest.raises(ValueError, match="does not fit"):
+        export_bundle(str(tmp_path / "bad"), str(run), arch=other, bundle_dir=None)
+    assert not (tmp_path / "bad").exists()
+
+    out = Path(export_bundle(str(tmp_path / "toy_bundle"), str(run), arch=str(arch_file), bundle_dir=None))
+    assert load_encoding(out / "models" / "arch.json").codes == arch.codes
+    inference = json.loads((out / "configs" / "inference.json").read_text())
+    assert inference["network_def"] == toy_network_def("@arch_file") and inference["_desc_"].startswith("Toy ")
+    assert inference["roi_size"] == [8, 8, 4] and "VNASNet" not in json.dumps(inference)
+    meta = json.loads((out / "configs" / "metadata.json").read_text())
+    assert meta["name"] == "Toy segmentation" and meta["references"] == ["the vnas_monai test suite"]
+    assert f"Architecture (0=conv3, 1=conv1): {arch.summary()}." in meta["description"]
+    assert meta["network_data_format"]["outputs"]["pred"]["channel_def"] == {"0": "background", "1": "blob"}
+
+    # the exported network_def with models/model.pt computes what the trained network computes
+    parser = ConfigParser()
+    parser.read_config(str(out / "configs" / "inference.json"))
+    parser["bundle_root"] = str(out)
+    exported = parser.get_parsed_content("network_def")
+    exported.load_state_dict(torch.load(out / "models" / "model.pt", weights_only=True))
+    x = torch.randn(1, 1, 8, 8, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(exported.eval()(x), net.eval()(x))
+
+    # the whole inference bundle on a tiny image: load, sliding window, invert, save
+    image = tmp_path / "case.nii.gz"
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).random((12, 8, 6), dtype=np.float32), np.eye(4)), str(image))
+    workflow = ConfigWorkflow(config_file=str(out / "configs" / "inference.json"), logging_file=False,
+                              workflow_type=None, bundle_root=str(out), images=str(image),
+                              output_dir=str(tmp_path / "seg"), device="cpu")
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()
+    seg = nib.load(str(tmp_path / "seg" / "case_seg.nii.gz"))
+    assert seg.shape == (12, 8, 6)
+    assert set(np.unique(np.asarray(seg.dataobj)).tolist()) <= {0, 1}

@@ -2,7 +2,7 @@
 
 Every other stage (train, inference, evaluate) is built from the source's keys (:func:`train_config`,
 :func:`inference_config`, :func:`evaluate_config`, with the shared :func:`network_def` and :func:`preprocessing` that
-the MONAI Label exporter uses too); :mod:`vnas_monai.bundle.generate` makes the dataset copies and writes them all.
+the MONAI Label export uses too); :mod:`vnas_monai.bundle.generate` makes the dataset copies and writes them all.
 """
 
 from __future__ import annotations
@@ -91,10 +91,11 @@ def top(search: Any, stage: str, desc: str, extra: Any) -> Any:
 
 
 def network_def(architecture: str = "@architecture") -> Any:
-    """The discrete network of a stage (and of an exported bundle, whose ``architecture`` is its arch.json)."""
-    return OrderedDict([("_target_", "vnas_monai.spaces.vnas.VNASNet"), ("spatial_dims", 3),
-                        ("in_channels", "@in_channels"), ("out_channels", "@num_classes"),
-                        ("architecture", architecture), ("init_filters", "@init_filters")])
+    """The discrete network of a stage: the V-NAS space's ``network_def`` (its :class:`vnas_monai.spaces.BundleNetwork`,
+    which the MONAI Label export writes too, with the bundle's arch.json as ``architecture``)."""
+    from vnas_monai.spaces import get_space
+
+    return get_space("vnas").bundle_network().network_def(architecture)
 
 
 def preprocessing(labels: bool = True, pad: bool = True, label_checks: bool = True) -> list[Any]:

@@ -1,7 +1,8 @@
 """Search spaces behind one protocol (:mod:`vnas_monai.spaces.protocol`), registered by name.
 
 A registered space names, as lazy ``"module:attribute"`` strings (nothing is imported until asked for), its
-encoding class (with ``from_dict``), its discrete-network builder and, for differentiable strategies, its supernet.
+encoding class (with ``from_dict``), its discrete-network builder, for differentiable strategies its supernet and,
+for MONAI bundles of its network (the MONAI Label export), its :class:`BundleNetwork`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from .protocol import (
     DECIDED_MARGIN,
+    BundleNetwork,
     DifferentiableSpace,
     Encoding,
     NetworkBuilder,
@@ -22,6 +24,7 @@ from .protocol import (
 )
 
 __all__ = [
+    "BundleNetwork",
     "DECIDED_MARGIN",
     "DifferentiableSpace",
     "Encoding",
@@ -45,12 +48,14 @@ def _load(ref: str) -> Any:
 @dataclass(frozen=True)
 class SearchSpace:
     """A space's entry points, as ``"module:attribute"``: ``encoding`` (a class with ``from_dict``), ``network``
-    (a :class:`NetworkBuilder`) and ``supernet`` (a :class:`DifferentiableSpace` class, or ``None``)."""
+    (a :class:`NetworkBuilder`), ``supernet`` (a :class:`DifferentiableSpace` class, or ``None``) and ``bundle``
+    (a :class:`BundleNetwork`: how a bundle config builds the network; ``None``: the space cannot be exported)."""
 
     name: str
     encoding: str
     network: str
     supernet: str | None = None
+    bundle: str | None = None
 
     def encoding_class(self) -> Any:
         return _load(self.encoding)
@@ -62,6 +67,21 @@ class SearchSpace:
         if self.supernet is None:
             raise ValueError(f"search space {self.name!r} has no supernet: differentiable strategies cannot search it.")
         return _load(self.supernet)
+
+    def bundle_network(self) -> BundleNetwork:
+        """What a MONAI bundle of this space's network needs (:class:`BundleNetwork`).
+
+        Raises:
+            ValueError: the space declares no ``bundle``, or its reference is not a :class:`BundleNetwork`.
+        """
+        if self.bundle is None:
+            raise ValueError(f"search space {self.name!r} declares no bundle network (SearchSpace.bundle): its "
+                             "networks cannot be written as MONAI bundles.")
+        spec = _load(self.bundle)
+        if not isinstance(spec, BundleNetwork):
+            raise ValueError(f"search space {self.name!r}: bundle {self.bundle!r} is a {type(spec).__name__}, "
+                             "not a vnas_monai.spaces.BundleNetwork.")
+        return spec
 
     def from_dict(self, data: Any) -> Any:
         """An encoding of this space from its JSON dict."""
@@ -77,7 +97,7 @@ def register_space(space: SearchSpace, overwrite: bool = False) -> SearchSpace:
     Raises:
         ValueError: a reference that is not ``"module:attribute"``, or a taken name without ``overwrite``.
     """
-    for ref in (space.encoding, space.network, space.supernet):
+    for ref in (space.encoding, space.network, space.supernet, space.bundle):
         if ref is not None and (not isinstance(ref, str) or ref.count(":") != 1):
             raise ValueError(f"search space {space.name!r}: references must be 'module:attribute', got {ref!r}.")
     if space.name in _SPACES and not overwrite:
@@ -103,4 +123,5 @@ def space_names() -> list[str]:
 
 register_space(SearchSpace("vnas", encoding="vnas_monai.spaces.vnas:Architecture",
                            network="vnas_monai.spaces.vnas.network:build_vnasnet",
-                           supernet="vnas_monai.spaces.vnas:VNASSupernet"))
+                           supernet="vnas_monai.spaces.vnas:VNASSupernet",
+                           bundle="vnas_monai.spaces.vnas.network:BUNDLE"))

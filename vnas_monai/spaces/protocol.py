@@ -6,7 +6,10 @@ A *space* is one package that defines three things, and nothing outside it knows
   its row layout and op names (for logs and figures), and its neighbours (one variable changed: local search);
 * a :class:`DifferentiableSpace` (optional): a supernet whose architecture parameters are ``nn.Parameter`` s in its
   state dict, kept apart from the weights, with the probabilities and the discretisation (``derive``);
-* a builder of the discrete network from an encoding (:class:`NetworkBuilder`).
+* a builder of the discrete network from an encoding (:class:`NetworkBuilder`);
+* what a MONAI bundle of that network needs (:class:`BundleNetwork`, optional): the ``network_def`` of a config,
+  the patch divisibility and the words of the bundle's documents; the MONAI Label export
+  (:func:`vnas_monai.export.export_bundle`) builds any space's bundle from it.
 
 Strategies know only this protocol: the differentiable bilevel trainer
 (:class:`vnas_monai.engine.VNASSearchTrainer` with its :class:`vnas_monai.engine.Architect`) needs a
@@ -20,14 +23,14 @@ from __future__ import annotations
 import hashlib
 import json
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 
 __all__ = [
-    "DECIDED_MARGIN", "DifferentiableSpace", "Encoding", "NetworkBuilder", "RowLayout", "cell_margins",
+    "BundleNetwork", "DECIDED_MARGIN", "DifferentiableSpace", "Encoding", "NetworkBuilder", "RowLayout", "cell_margins",
     "choices_digest", "decision_of",
 ]
 
@@ -160,3 +163,34 @@ class NetworkBuilder(Protocol):
     supernet's, so that weights move between them by ``state_dict``."""
 
     def __call__(self, encoding: Any, **network_kwargs: Any) -> torch.nn.Module: ...
+
+
+@dataclass(frozen=True)
+class BundleNetwork:
+    """How a MONAI bundle config builds a space's discrete network, and how the bundle's documents name it.
+
+    The MONAI Label export writes ``network_def(...)`` into the exported ``configs/*.json``, builds it the same way
+    (MONAI's ``ConfigParser``) to check the weights, and refuses patch sizes that are not multiples of ``divisor``.
+
+    Attributes:
+        title: the space's short name in the configs' ``_desc_`` and the documents (e.g. ``"V-NAS"``).
+        network_def: ``network_def(architecture) -> dict``: the config entry of the discrete network, a
+            ``"_target_"`` (dotted path of the network class or builder) and its keyword arguments, which may refer to
+            the bundle keys ``@in_channels``, ``@num_classes`` and ``@init_filters`` (the stem width); ``architecture``
+            is the reference to pass on (``"@arch_file"``: the path of the bundle's ``models/arch.json``; the export's
+            own check passes the encoding object itself), so the target must accept both.
+        divisor: every spatial size of the network's input (training patch, sliding window) is a multiple of it.
+        description: one sentence on the network, for ``metadata.json`` when the source bundle has none.
+        references: the citations of the space, for ``metadata.json`` when the source bundle has none.
+        notes: extra lines of the exported ``docs/README.md``'s model section (what the network guarantees).
+        onnx_overrides: command-line overrides of ``network_def`` that MONAI's ``onnx_export`` of the network needs
+            (written into the README's ONNX command).
+    """
+
+    title: str
+    network_def: Callable[[str], Mapping[str, Any]]
+    divisor: int = 1
+    description: str = ""
+    references: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    onnx_overrides: str = ""

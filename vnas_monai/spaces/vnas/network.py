@@ -8,16 +8,19 @@ keeps its architecture code as a buffer and refuses weights of another architect
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Optional, Union
 
 import torch
 
-from .backbone import VNASBackbone
+from vnas_monai.spaces.protocol import BundleNetwork
+
+from .backbone import DIVISOR, VNASBackbone
 from .encoding import Architecture
 from .supernet import ARCH_PARAM_NAMES, VNASSupernet
 
-__all__ = ["VNASNet", "build_vnasnet"]
+__all__ = ["BUNDLE", "VNASNet", "build_vnasnet", "network_def"]
 
 ArchSpec = Union[Architecture, str, os.PathLike, Mapping]
 
@@ -108,3 +111,27 @@ class VNASNet(VNASBackbone):
 def build_vnasnet(architecture: ArchSpec, **kwargs: Any) -> VNASNet:
     """The V-NAS space's network builder (:class:`vnas_monai.spaces.NetworkBuilder`): ``VNASNet`` of an encoding."""
     return VNASNet(architecture=architecture, **kwargs)
+
+
+def network_def(architecture: str = "@architecture") -> OrderedDict:
+    """The ``network_def`` of a bundle config: ``VNASNet`` of ``architecture`` (a reference to an arch.json path, a
+    preset or an ``Architecture``), shaped by the bundle keys ``in_channels``, ``num_classes`` and ``init_filters``."""
+    return OrderedDict([("_target_", "vnas_monai.spaces.vnas.VNASNet"), ("spatial_dims", 3),
+                        ("in_channels", "@in_channels"), ("out_channels", "@num_classes"),
+                        ("architecture", architecture), ("init_filters", "@init_filters")])
+
+
+#: what the pipeline's bundles and the MONAI Label export need of V-NAS (:class:`vnas_monai.spaces.BundleNetwork`)
+BUNDLE = BundleNetwork(
+    title="V-NAS",
+    network_def=network_def,
+    divisor=DIVISOR,
+    description="V-NAS (Zhu et al., 3DV 2019) searched 2D/3D/P3D segmentation network.",
+    references=(
+        "Zhu, Z., et al.: V-NAS: Neural Architecture Search for Volumetric Medical Image Segmentation. 3DV 2019.",
+    ),
+    notes=("the weights carry the architecture's codes (`arch_code`): the network refuses weights of another "
+           "architecture with a `ValueError`, even when loaded with `strict=False`.",),
+    # ONNX has no memory-format ops: plain NCDHW conv3d
+    onnx_overrides="--network_def#conv_impl conv3d --network_def#memory_format preserve",
+)

@@ -1,8 +1,9 @@
-"""The configs of an exported V-NAS bundle: ``configs/inference.json`` and ``configs/train.json`` (model-zoo keys).
+"""The configs of an exported bundle: ``configs/inference.json`` and ``configs/train.json`` (model-zoo keys).
 
-The network and the preprocessing are those of the pipeline's stages (:mod:`vnas_monai.bundle.configs`). Built
-from the source bundle's literal settings (:func:`vnas_monai.bundle.export.read_source_settings`); every path
-goes through ``@bundle_root`` and the device is chosen at run time, so the exported bundle stands on its own.
+The network is the space's own ``network_def`` (:class:`vnas_monai.spaces.BundleNetwork`), the preprocessing that of
+the pipeline's stages (:func:`vnas_monai.bundle.configs.preprocessing`). Built from the source bundle's literal
+settings (:func:`vnas_monai.export.source.read_source_settings`); every path goes through ``@bundle_root`` and the
+device is chosen at run time, so the exported bundle stands on its own.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .configs import network_def, preprocessing
+from vnas_monai.bundle.configs import preprocessing
+from vnas_monai.spaces import BundleNetwork
 
 __all__ = ["inference_config", "train_config"]
 
 
-def _common(settings: Mapping[str, Any]) -> dict[str, Any]:
+def _common(settings: Mapping[str, Any], network: BundleNetwork) -> dict[str, Any]:
     return {
         "bundle_root": ".",
         "device": "auto",
@@ -27,7 +29,7 @@ def _common(settings: Mapping[str, Any]) -> dict[str, Any]:
         "init_filters": settings["init_filters"],
         "intensity_clip": settings["intensity_clip"],
         "spacing": settings["spacing"],
-        "network_def": network_def("@arch_file"),
+        "network_def": network.network_def("@arch_file"),
         "network": "$@network_def.to(@run_device)",
     }
 
@@ -35,11 +37,19 @@ def _common(settings: Mapping[str, Any]) -> dict[str, Any]:
 _IMPORTS = ["$import os", "$import torch", "$import monai", "$import vnas_monai", "$import vnas_monai.engine"]
 
 
-def inference_config(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """configs/inference.json: images -> ``<output_dir>/<name>_seg.nii.gz`` (run id ``run``)."""
+def inference_config(settings: Mapping[str, Any], network: BundleNetwork) -> dict[str, Any]:
+    """configs/inference.json: images -> ``<output_dir>/<name>_seg.nii.gz`` (run id ``run``).
+
+    Args:
+        settings: the exported settings (``in_channels``, ``num_classes``, ``init_filters``, ``intensity_clip``,
+            ``spacing``, ``infer_roi_size``...).
+        network: the space's :class:`vnas_monai.spaces.BundleNetwork` (its ``network_def`` and title).
+    """
     config: dict[str, Any] = {"imports": _IMPORTS + ["$import vnas_monai.bundle.export"]}
-    config["_desc_"] = "V-NAS sliding-window inference; run id 'run'. Set images (file, folder or list) and output_dir."
-    config.update(_common(settings))
+    config["_desc_"] = (
+        f"{network.title} sliding-window inference; run id 'run'. Set images (file, folder or list) and output_dir."
+    )
+    config.update(_common(settings, network))
     config.update(
         {
             "images": "$os.path.join(@bundle_root, 'sample_data')",
@@ -122,14 +132,15 @@ def inference_config(settings: Mapping[str, Any]) -> dict[str, Any]:
     return config
 
 
-def train_config(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """configs/train.json: supervised (re)training of the exported architecture (run id ``run``)."""
+def train_config(settings: Mapping[str, Any], network: BundleNetwork) -> dict[str, Any]:
+    """configs/train.json: supervised (re)training of the exported architecture (run id ``run``); arguments as
+    :func:`inference_config` (with ``roi_size``, ``batch_size``, ``num_samples``, ``flip_axes``, ``learning_rate``)."""
     config: dict[str, Any] = {"imports": _IMPORTS + ["$import vnas_monai.data", "$import vnas_monai.bundle"]}
     config["_desc_"] = (
-        "Supervised training of the exported V-NAS architecture (SGD + poly decay, Dice+CE); run id 'run'. "
+        f"Supervised training of the exported {network.title} architecture (SGD + poly decay, Dice+CE); run id 'run'. "
         "Set dataset_dir (MSD or NIH Pancreas-CT layout) or override train#dataset#data / validate#dataset#data."
     )
-    config.update(_common(settings))
+    config.update(_common(settings, network))
     config.update(
         {
             "dataset_dir": "$os.path.join(@bundle_root, 'data')",

@@ -1,10 +1,15 @@
-"""The documents of an exported V-NAS bundle: ``configs/metadata.json`` (MONAI model-zoo schema) and
-``docs/README.md``."""
+"""The documents of an exported bundle: ``configs/metadata.json`` (MONAI model-zoo schema) and ``docs/README.md``.
+
+What they say of the network comes from the encoding (``summary()``, ``layout().code_legend``) and the space's
+:class:`vnas_monai.spaces.BundleNetwork` (title, description, references, notes, divisor)."""
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping
 from typing import Any, Optional
+
+from vnas_monai.spaces import BundleNetwork
 
 __all__ = ["metadata_config", "bundle_readme"]
 
@@ -26,6 +31,7 @@ def metadata_config(
     source: Mapping[str, Any],
     labels: Mapping[str, str],
     arch: Any,
+    network: BundleNetwork,
     version: str,
     name: Optional[str],
     modality: str,
@@ -35,9 +41,9 @@ def metadata_config(
     task: Optional[str] = None,
     data_source: Optional[str] = None,
 ) -> dict[str, Any]:
-    """configs/metadata.json in the MONAI model-zoo schema."""
+    """configs/metadata.json in the MONAI model-zoo schema; ``arch`` is the exported encoding, ``network`` its space's
+    :class:`vnas_monai.spaces.BundleNetwork`, the other fields override the source metadata (``source``)."""
     versions = _versions()
-    enc, dec = arch.to_paper()
     source_inputs = source.get("network_data_format", {}).get("inputs", {})
     src_image = next(iter(source_inputs.values()), {}) if source_inputs else {}
     ct = modality.upper() == "CT"
@@ -56,12 +62,12 @@ def metadata_config(
         "required_packages_version": {
             k: versions[k] for k in ("vnas_monai", "nibabel", "itk", "pytorch-ignite") if k in versions
         },
-        "name": name or source.get("name", "V-NAS segmentation"),
+        "name": name or source.get("name", f"{network.title} segmentation"),
         "task": task or source.get("task", f"{modality} segmentation of {', '.join(list(labels.values())[1:])}"),
         "description": description
         or (
-            f"{source.get('description', 'V-NAS (Zhu et al., 3DV 2019) searched 2D/3D/P3D segmentation network.')} "
-            f"Architecture (0=2D, 1=3D, 2=P3D): encoder [{enc}], decoder [{dec}]."
+            f"{source.get('description', network.description or network.title + ' segmentation network.')} "
+            f"Architecture ({arch.layout().code_legend}): {arch.summary()}."
         ),
         "authors": source.get("authors", "vnas_monai developers"),
         "copyright": source.get("copyright", "Copyright (c) vnas_monai developers"),
@@ -75,10 +81,7 @@ def metadata_config(
         "label_classes": ", ".join(f"{k}: {v}" for k, v in labels.items()),
         "pred_classes": ", ".join(f"{k}: {v}" for k, v in labels.items()),
         "intended_use": source.get("intended_use", "Research only"),
-        "references": source.get(
-            "references",
-            ["Zhu, Z., et al.: V-NAS: Neural Architecture Search for Volumetric Medical Image Segmentation. 3DV 2019."],
-        ),
+        "references": source.get("references", list(network.references)),
         "network_data_format": {
             "inputs": {
                 "image": {
@@ -113,17 +116,21 @@ def metadata_config(
 
 
 def bundle_readme(
-    meta: Mapping[str, Any], settings: Mapping[str, Any], arch: Any, data_licence: str, bundle_name: str
+    meta: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    arch: Any,
+    network: BundleNetwork,
+    data_licence: str,
+    bundle_name: str,
 ) -> str:
-    enc, dec = arch.to_paper()
+    """docs/README.md: the model, data, training, results, use (MONAI tools, MONAI Label) and licence."""
     labels = meta["network_data_format"]["outputs"]["pred"]["channel_def"]
     metrics = meta.get("eval_metrics")
     results = (
         "\n".join(f"- {k}: {v}" for k, v in metrics.items())
         if metrics
         else "No evaluation was recorded for these weights at export time (`--metrics` was not given). "
-        "Evaluate them on your own held-out cases before use; the paper reports a mean Dice of 85.15% on NIH "
-        "Pancreas-CT (4-fold CV) for its searched architecture, which is not a measurement of this file."
+        "Evaluate them on your own held-out cases before use."
     )
     clip = settings["intensity_clip"]
     steps = [f"{settings['in_channels']} channel(s) of {meta['network_data_format']['inputs']['image']['modality']}"]
@@ -137,20 +144,24 @@ def bundle_readme(
     shape = str([1, settings["in_channels"], *settings["infer_roi_size"]])
     axes = settings.get("flip_axes", [])
     flips = f"random flips along axes {list(axes)} (`flip_axes`)" if axes else "no flips (`flip_axes` is empty)"
+    target = network.network_def("@arch_file")["_target_"]
+    notes = "".join("\n" + textwrap.fill(line, 116, initial_indent="- ", subsequent_indent="  ")
+                    for line in network.notes)
+    onnx = f" \\\n        {network.onnx_overrides}" if network.onnx_overrides else ""
+    onnx_note = ", with the overrides the network needs for ONNX" if network.onnx_overrides else ""
     return f"""# {meta['name']}
 
 {meta['description']}
 
 ## Model
 
-- Network: `vnas_monai.spaces.vnas.VNASNet` (V-NAS, Zhu et al., 3DV 2019), architecture in `models/arch.json`
-  (0 = 2D, 1 = 3D, 2 = P3D): encoder [{enc}], decoder [{dec}]; stem width {settings['init_filters']}.
+- Network: `{target}` ({network.title}), architecture in `models/arch.json` ({arch.layout().code_legend}):
+  {arch.summary()}; stem width {settings['init_filters']}.
 - Input: {input_line}.
 - Output: {len(labels)} channels, {', '.join(f'{k} = {v}' for k, v in labels.items())}; the saved segmentation holds
   the argmax label value per voxel, in the input image's grid.
-- Sliding window {settings['infer_roi_size']} (every patch size must be a multiple of 32).
-- `models/model.pt` is a plain state dict (`torch.load(..., weights_only=True)`); the network refuses weights of
-  another architecture with a `ValueError`, even when loaded with `strict=False`.
+- Sliding window {settings['infer_roi_size']} (every patch size must be a multiple of {network.divisor}).
+- `models/model.pt` is a plain state dict (`torch.load(..., weights_only=True)`).{notes}
 
 ## Data
 
@@ -186,11 +197,10 @@ Requirements: `pip install vnas_monai` (it brings MONAI {meta['monai_version']} 
     python -m monai.bundle ckpt_export network_def --filepath models/model.ts --ckpt_file models/model.pt \\
         --meta_file configs/metadata.json --config_file configs/inference.json --use_trace True \\
         --input_shape "{shape}"
-    # ONNX (pip install onnx): TorchScript-based exporter, plain NCDHW conv3d (ONNX has no memory-format ops)
+    # ONNX (pip install onnx): TorchScript-based exporter{onnx_note}
     python -m monai.bundle onnx_export network_def --filepath models/model.onnx --ckpt_file models/model.pt \\
         --meta_file configs/metadata.json --config_file configs/inference.json --use_trace True \\
-        --input_shape "{shape}" --converter_kwargs "{{'dynamo': False}}" \\
-        --network_def#conv_impl conv3d --network_def#memory_format preserve
+        --input_shape "{shape}" --converter_kwargs "{{'dynamo': False}}"{onnx}
 
 MONAI Label (0.8.5, `monaibundle` app): copy this folder to `<app>/model/{bundle_name}/` and start the server with
 `--conf models {bundle_name} --conf zoo_source local --conf sam2 false` (see vnas_monai docs/monailabel.md).
