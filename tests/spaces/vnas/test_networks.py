@@ -149,15 +149,8 @@ def test_cost_orders_2d_p3d_3d_parameters():
     assert supernet["params"] > costs["3d"]["params"] and "GMACs" in format_cost(supernet)
 
 
-def test_full_resolution_stage_moves_by_state_dict_and_scripts():
-    """The optional full-resolution stage: same module names in supernet and discrete net, starts as the paper's head,
-    every parameter gets a gradient once the correction is non-zero, and TorchScript compiles it."""
-    torch.manual_seed(0)
-    sup = VNASSupernet(out_channels=3, full_resolution_channels=4, **SMALL)
-    net = VNASNet.from_supernet(sup, Architecture.resolve("nih"))
-    assert net.refine is not None and "refine.out.weight" in net.state_dict()
-    plain = VNASNet(out_channels=3, architecture="nih", **SMALL)
-    assert plain.refine is None and not any(k.startswith("refine.") for k in plain.state_dict())
+def _check_refined(net):
+    """A net with a full-resolution stage, its correction made non-zero: shape, every parameter learns, TorchScript."""
     x = torch.randn(2, 1, 32, 64, 32)
     with torch.no_grad():
         net.refine.out.weight.add_(0.05)
@@ -168,6 +161,18 @@ def test_full_resolution_stage_moves_by_state_dict_and_scripts():
     _grads_everywhere(net, list(net.named_parameters()))
     net.eval()
     torch.testing.assert_close(torch.jit.script(net)(x), net(x))
+
+
+def test_full_resolution_stage_moves_by_state_dict_and_scripts():
+    """The optional full-resolution stage: same module names in supernet and discrete net, starts as the paper's head,
+    every parameter gets a gradient once the correction is non-zero, and TorchScript compiles it."""
+    torch.manual_seed(0)
+    sup = VNASSupernet(out_channels=3, full_resolution_channels=4, **SMALL)
+    net = VNASNet.from_supernet(sup, Architecture.resolve("nih"))
+    assert net.refine is not None and "refine.out.weight" in net.state_dict()
+    plain = VNASNet(out_channels=3, architecture="nih", **SMALL)
+    assert plain.refine is None and not any(k.startswith("refine.") for k in plain.state_dict())
+    _check_refined(net)
     with pytest.raises(ValueError, match="full_resolution_channels"):
         VNASNet(architecture="nih", full_resolution_channels=-1, **SMALL)
 
@@ -179,15 +184,6 @@ def test_full_resolution_stage_with_the_decoder_features():
     sup = VNASSupernet(out_channels=3, full_resolution_channels=4, full_resolution_features=True, **SMALL)
     net = VNASNet.from_supernet(sup, Architecture.resolve("msd_lung"))
     assert torch.equal(net.state_dict()["refine.lift.weight"], sup.state_dict()["refine.lift.weight"])
-    x = torch.randn(2, 1, 32, 64, 32)
-    with torch.no_grad():
-        net.refine.out.weight.add_(0.05)
-    net.train()
-    y = net(x)
-    assert y.shape == (2, 3, 32, 64, 32)
-    y.mean().backward()
-    _grads_everywhere(net, list(net.named_parameters()))
-    net.eval()
-    torch.testing.assert_close(torch.jit.script(net)(x), net(x))
+    _check_refined(net)
     with pytest.raises(ValueError, match="full_resolution_features needs"):
         VNASNet(architecture="nih", full_resolution_features=True, **SMALL)
