@@ -41,7 +41,6 @@ def main() -> None:
     ap.add_argument("--full_resolution_features", action="store_true",
                     help="the full-resolution stage also sees the decoder's last features (a top-level skip)")
     ap.add_argument("--init_filters", type=int, default=VNAS_NETWORK["init_filters"])
-    ap.add_argument("--dense_growth", type=int, help="decoder dense-layer growth (default: 20 * init_filters // 64)")
     ap.add_argument("--augmentation", choices=("recipe", "none", "intensity", "affine", "both"), default="recipe",
                     help="retraining augmentation: the recipe's (intensity and affine), or as given")
     ap.add_argument("--batch_size", type=int, help="cases per retraining batch (default: the plan's)")
@@ -52,8 +51,6 @@ def main() -> None:
     network = dict(VNAS_NETWORK, full_resolution_channels=args.full_resolution_channels, init_filters=args.init_filters)
     if args.full_resolution_features:
         network["full_resolution_features"] = True
-    if args.dense_growth is not None:
-        network["dense_growth"] = args.dense_growth
     if args.augmentation != "recipe":
         RECIPES[args.recipe] = dict(RECIPES[args.recipe], intensity=args.augmentation in ("intensity", "both"),
                                     affine=args.augmentation in ("affine", "both"))

@@ -64,8 +64,8 @@ def computing_layout(model: nn.Module, channels_last: bool) -> Iterator[nn.Modul
 
     Why both: channels-last parameters with convolutions that compute NCDHW (a V-NAS network's ``"auto"`` under
     bf16 autocast) give channels-last gradients for NCDHW activations, and every ReLU / batch-norm backward then
-    runs on mismatched layouts (a V-NAS training step at 32x64x32, batch 8, bf16, 1 thread: 0.63 s mixed, 0.53 s
-    NCDHW, 0.49 s channels-last throughout).
+    runs on mismatched layouts (a V-NAS training step at 32x64x32, batch 8, bf16, 1 thread: 0.65 s mixed, 0.62 s
+    NCDHW, 0.52 s channels-last throughout; ``benchmarks/bench_layout.py``).
     """
     saved = {m: m.memory_format for m in model.modules() if isinstance(m, SliceConv3d)}
     try:
