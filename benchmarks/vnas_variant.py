@@ -45,6 +45,8 @@ def main() -> None:
                     help="retraining augmentation: the recipe's (intensity and affine), or as given")
     ap.add_argument("--batch_size", type=int, help="cases per retraining batch (default: the plan's)")
     ap.add_argument("--num_samples", type=int, help="patches per case in a retraining batch (default: the plan's)")
+    ap.add_argument("--ema_decay", type=float, help="retraining: the decay of the weights' moving average (default: "
+                    "the recipe's); 0 turns it off")
     ap.add_argument("--search_fraction", type=float, default=SEARCH_FRACTION, help="with arch 'search'")
     ap.add_argument("--init", default=RETRAIN_INIT, choices=RETRAIN_INITS, help="with arch 'search'")
     args = ap.parse_args()
@@ -54,9 +56,9 @@ def main() -> None:
     if args.augmentation != "recipe":
         RECIPES[args.recipe] = dict(RECIPES[args.recipe], intensity=args.augmentation in ("intensity", "both"),
                                     affine=args.augmentation in ("affine", "both"))
-    for key in ("batch_size", "num_samples"):
+    for key in ("batch_size", "num_samples", "ema_decay"):
         if getattr(args, key) is not None:
-            RECIPES[args.recipe] = dict(RECIPES[args.recipe], **{key: getattr(args, key)})
+            RECIPES[args.recipe] = dict(RECIPES[args.recipe], **{key: getattr(args, key) or None})
 
     def method(plan, splits, budget_s, work, seed=0, max_steps=None):
         if args.arch == "search":

@@ -4,6 +4,7 @@ a run this small say nothing about speed (no warm-up, 4 filters); the real run i
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 
@@ -14,14 +15,18 @@ from tests.conftest import REPO
 ROWS = ("vnas_mixed_fast", "dints", "vnasnet_train_fast")  # the rows issue 12's ratios need
 
 
-@pytest.fixture(scope="module")
-def bench():
+def import_benchmark_script(name: str):
+    """A script of ``benchmarks/`` (not a package) as a module."""
     sys.path.insert(0, str(REPO / "benchmarks"))
     try:
-        import bench_search
+        return importlib.import_module(name)
     finally:
         sys.path.remove(str(REPO / "benchmarks"))
-    return bench_search
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return import_benchmark_script("bench_search")
 
 
 def test_bench_search_reports_fp32_and_bf16(bench, tmp_path):
@@ -72,11 +77,7 @@ def test_precisions_option(bench):
 
 def test_bench_layout_times_every_layout(tmp_path):
     """``benchmarks/bench_layout.py`` at a tiny size: a step time for each layout of the network and the supernet."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import bench_layout
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+    bench_layout = import_benchmark_script("bench_layout")
     out = tmp_path / "layout.json"
     record = bench_layout.main(["--roi", "32", "32", "32", "--batch", "2", "--init_filters", "4", "--repeats", "1",
                                 "--output", str(out)])

@@ -121,6 +121,38 @@ def test_bf16_autocast_keeps_fp32_weights_and_learns():
         train_budgeted(model, ce, opt, [batch], 1.0, precision="fp16")
 
 
+def test_ema_leaves_the_average_of_the_weights_and_bn_statistics():
+    """``ema_decay``: the model ends holding the moving average that :class:`WeightAverage` computes step by step."""
+    from vnas_monai.baselines.training import WeightAverage
+
+    torch.manual_seed(0)
+    make = lambda: torch.nn.Sequential(torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.BatchNorm3d(4),  # noqa: E731
+                                       torch.nn.Conv3d(4, 2, 1))
+    model = make()
+    twin = make()
+    twin.load_state_dict(model.state_dict())
+    batches = [{"image": torch.randn(2, 1, 6, 8, 4), "label": torch.randint(0, 2, (2, 1, 6, 8, 4))} for _ in range(4)]
+    ce = lambda out, y: torch.nn.functional.cross_entropy(out, y[:, 0])  # noqa: E731
+    train_budgeted(model, ce, torch.optim.SGD(model.parameters(), lr=0.1), batches, 60.0, max_steps=4,
+                   channels_last=False, ema_decay=0.5)
+    # the same steps by hand
+    opt, ema = torch.optim.SGD(twin.parameters(), lr=0.1), WeightAverage(twin, 0.5)
+    twin.train()
+    for b in batches:
+        opt.zero_grad()
+        ce(twin(b["image"]), b["label"]).backward()
+        opt.step()
+        ema.update()
+    last = {k: v.clone() for k, v in twin.state_dict().items()}
+    ema.copy_to(twin)
+    for key, value in twin.state_dict().items():
+        assert torch.allclose(model.state_dict()[key], value, atol=1e-6), key
+    assert not torch.allclose(last["0.weight"], model.state_dict()["0.weight"])  # the average, not the last step
+    assert torch.equal(model.state_dict()["1.num_batches_tracked"], last["1.num_batches_tracked"])
+    with pytest.raises(ValueError, match="ema_decay must lie in"):
+        train_budgeted(model, ce, torch.optim.SGD(model.parameters(), lr=0.1), batches, 1.0, ema_decay=1.0)
+
+
 def test_make_optimizer_builds_each_recipe_optimizer():
     from vnas_monai.baselines.common import make_optimizer
 

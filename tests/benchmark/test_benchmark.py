@@ -187,3 +187,26 @@ def test_vnas_retraining_can_start_from_the_supernet(tmp_path, monkeypatch):
     assert all(torch.equal(start[k], supernet[k]) for k in shared)
     with pytest.raises(ValueError, match="init must be one of"):
         vnas.train_vnas({}, {}, 1.0, tmp_path, init="imagenet")
+
+
+def test_seed_variant_reruns_a_method_with_its_training_seed(data_dir, tmp_path):
+    """``benchmarks/seed_variant.py``: same folds and plan, only the method's seed changes; the row is named for it."""
+    from tests.test_benchmarks_smoke import import_benchmark_script
+
+    seeds = []
+
+    def method(plan, splits, budget_s, work_dir, seed=0, max_steps=None):
+        seeds.append(seed)
+        model = _Oracle(len(plan["class_names"]))
+        return TrainedModel(model, list(plan["patch_size"]), save_checkpoint(model, work_dir / "model.pt"),
+                            {"params": 1, "macs": 2, "train_time_s": 0.0, "steps": 0})
+
+    register_method("seeded_test", method, overwrite=True)
+    try:
+        md = import_benchmark_script("seed_variant").main(
+            ["seeded_test", "3", "0.01", str(tmp_path), "--dataset_dir", str(data_dir)])
+    finally:
+        METHODS.pop("seeded_test", None)
+        METHODS.pop("seeded_test_s3", None)
+    assert seeds == [3]
+    assert "seeded_test_s3" in md and (tmp_path / "seeded_test_s3" / "result.json").is_file()

@@ -63,7 +63,7 @@ def fit(
             reported as ``prep_time_s``).
         work_dir: the method's folder: ``model.pt`` goes there.
         recipe: logged and stored in ``meta``; ``schedule``, ``deep_supervision``, ``clip_grad_norm``,
-            ``batch_size``, ``num_samples`` and ``precision`` are used.
+            ``batch_size``, ``num_samples``, ``precision`` and ``ema_decay`` are used.
         roi_size: the training patch (default: the plan's).
         seed: seed of the crops and of the shuffling.
         max_steps: optional cap on steps (tests).
@@ -82,6 +82,7 @@ def fit(
         model, loss_fn, optimizer, loader, budget_s, schedule=recipe.get("schedule", "constant"),
         deep_supervision=bool(recipe.get("deep_supervision", False)), max_steps=max_steps,
         clip_grad_norm=recipe.get("clip_grad_norm"), precision=recipe.get("precision", "fp32"),
+        ema_decay=recipe.get("ema_decay"),
     )
     logger.info("%s: %d steps, %d epochs in %.0f s (final loss %.4f)", name, stats["steps"], stats["epochs"],
                 stats["train_time_s"], stats["final_loss"])

@@ -72,6 +72,7 @@ def train_budgeted(
     log_every_s: float = 60.0,
     clip_grad_norm: float | None = None,
     precision: str = "fp32",
+    ema_decay: float | None = None,
 ) -> dict[str, Any]:
     """Train until ``budget_s`` seconds have passed (at least one step), setting each step's learning rate to
     ``base_lr * SCHEDULES[schedule](elapsed / budget_s)``.
@@ -93,6 +94,8 @@ def train_budgeted(
         precision: ``"fp32"``, ``"bf16"`` or ``"auto"`` (:func:`vnas_monai.engine.resolve_precision`): the forward
             pass under CPU autocast (convolutions in bfloat16 on oneDNN's AMX / AVX-512 kernels; the loss and the
             weights stay fp32; no gradient scaler is needed).
+        ema_decay: optional: keep an exponential moving average of the weights and floating buffers (decay ramped as
+            ``min(ema_decay, (1 + t) / (10 + t))`` at step ``t``) and leave the model holding it at the end.
 
     Returns:
         ``{"steps", "epochs", "train_time_s", "final_loss", "mean_loss_last_100"}``.
@@ -102,17 +105,46 @@ def train_budgeted(
     policy = resolve_precision(precision, "cpu")  # refuses unknown values, naming the key
     if not budget_s > 0:
         raise ValueError(f"budget_s must be > 0, got {budget_s!r}.")
+    if ema_decay is not None and not 0.0 < ema_decay < 1.0:
+        raise ValueError(f"ema_decay must lie in (0, 1), got {ema_decay!r}.")
     fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
     with computing_layout(model, channels_last):
         model.train()
+        ema = WeightAverage(model, ema_decay) if ema_decay else None
         stats = _train_loop(model, loss_fn, optimizer, loader, budget_s, SCHEDULES[schedule], deep_supervision, fmt,
-                            max_steps, log_every_s, clip_grad_norm, policy)
+                            max_steps, log_every_s, clip_grad_norm, policy, ema)
+        if ema is not None:
+            ema.copy_to(model)
     model.eval()
     return stats
 
 
+class WeightAverage:
+    """An exponential moving average of a model's parameters and floating buffers (BN statistics), kept beside it.
+
+    The average at step ``t`` moves by ``1 - min(decay, (1 + t) / (10 + t))``, so that the first steps (random
+    weights) are forgotten quickly.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.decay, self.updates = float(decay), 0
+        self.tensors = [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
+        self.shadow = [t.detach().clone() for t in self.tensors]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        torch._foreach_lerp_(self.shadow, [t.detach() for t in self.tensors], 1.0 - decay)
+
+    @torch.no_grad()
+    def copy_to(self, model: torch.nn.Module) -> None:
+        for t, s in zip(self.tensors, self.shadow):
+            t.copy_(s)
+
+
 def _train_loop(model, loss_fn, optimizer, loader, budget_s, factor, deep_supervision, fmt, max_steps, log_every_s,
-                clip_grad_norm, policy) -> dict[str, Any]:
+                clip_grad_norm, policy, ema=None) -> dict[str, Any]:
     """The steps of :func:`train_budgeted` (its arguments, resolved)."""
     base = [g["lr"] for g in optimizer.param_groups]
     start = last_log = time.perf_counter()
@@ -134,6 +166,8 @@ def _train_loop(model, loss_fn, optimizer, loader, budget_s, factor, deep_superv
             if clip_grad_norm:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
             optimizer.step()
+            if ema is not None:
+                ema.update()
             steps += 1
             losses.append(float(loss.detach()))
             now = time.perf_counter()

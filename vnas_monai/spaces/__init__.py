@@ -125,3 +125,6 @@ register_space(SearchSpace("vnas", encoding="vnas_monai.spaces.vnas:Architecture
                            network="vnas_monai.spaces.vnas.network:build_vnasnet",
                            supernet="vnas_monai.spaces.vnas:VNASSupernet",
                            bundle="vnas_monai.spaces.vnas.network:BUNDLE"))
+register_space(SearchSpace("nas3dunet", encoding="vnas_monai.spaces.nas3dunet.genotype:Genotype",
+                           network="vnas_monai.spaces.nas3dunet.network:build_nas3dunet",
+                           supernet="vnas_monai.spaces.nas3dunet.supernet:NAS3DUNetSupernet"))

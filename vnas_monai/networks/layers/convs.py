@@ -1,8 +1,9 @@
-"""The one conv-norm-act factory behind every V-NAS layer, parametrised by kernel shape.
+"""The one conv-norm-act factory behind every layer of the search spaces, parametrised by kernel shape.
 
 Kernel shapes are (x, y, z) with z the slice axis, matching MONAI's (N, C, H, W, D) layout: a 2D layer is (3, 3, 1),
-a 3D layer (3, 3, 3), a pseudo-3D (P3D) pair (3, 3, 1) then (1, 1, 3). Padding is derived from the kernel ("same"
-for odd kernels), never passed by hand.
+a 3D layer (3, 3, 3), a pseudo-3D (P3D) pair (3, 3, 1) then (1, 1, 3). Padding is derived from the kernel and the
+dilation ("same" for odd kernels), never passed by hand. Dilated, grouped (depthwise) and transposed convolutions
+(NAS-3D-U-Net's ops, Wang 2019, Table 1) are the same factory with ``dilation``, ``groups`` and ``transposed``.
 
 Every convolution is a :class:`SliceConv3d`: an ``nn.Conv3d`` (same parameters, same ``state_dict`` keys) that can run
 its kernel in several exact forms (:class:`ConvImpl`) and in either memory layout (:class:`ConvMemoryFormat`). Which
@@ -141,11 +142,15 @@ def as_triple(value: int | Sequence[int], name: str = "kernel_size") -> tuple[in
     return value  # type: ignore[return-value]
 
 
-def same_padding(kernel_size: Sequence[int]) -> tuple[int, int, int]:
-    """'Same' padding of an odd kernel; even kernels are refused rather than silently shifting the output."""
+def same_padding(kernel_size: Sequence[int], dilation: int | Sequence[int] = 1) -> tuple[int, int, int]:
+    """'Same' padding of an odd kernel, ``dilation * (k - 1) / 2`` per axis; even kernels are refused rather than
+    silently shifting the output."""
     if any(k % 2 == 0 for k in kernel_size):
         raise ValueError(f"kernel_size {tuple(kernel_size)} must be odd in every axis for 'same' padding.")
-    return tuple((k - 1) // 2 for k in kernel_size)  # type: ignore[return-value]
+    dil = (dilation,) * len(kernel_size) if isinstance(dilation, int) else tuple(int(d) for d in dilation)
+    if len(dil) != len(kernel_size) or any(d < 1 for d in dil):
+        raise ValueError(f"dilation {dilation} must be a positive int or one per kernel axis {tuple(kernel_size)}.")
+    return tuple(d * (k - 1) // 2 for k, d in zip(kernel_size, dil))  # type: ignore[return-value]
 
 
 def kernel_kind(conv: nn.Conv3d) -> str:
@@ -301,8 +306,13 @@ class ConvNormAct(nn.Module):
         bias: conv bias; by default only when there is no norm after the conv.
         conv_impl: a ``ConvImpl`` (``"auto"``: the measured-fastest exact form, see ``AUTO_TABLE``).
         memory_format: a ``ConvMemoryFormat`` for the conv (``VNASBackbone`` sets it for the whole network).
+        dilation: (x, y, z) dilation; the padding keeps the "same" size (``dilation * (k - 1) / 2``).
+        groups: conv groups (``groups == in_channels``: a depthwise convolution); both channel counts must be
+            multiples of it.
+        transposed: an ``nn.ConvTranspose3d`` (same ``conv.weight`` / ``conv.bias`` keys) that multiplies the size by
+            the stride (``output_padding = stride - 1``); ``conv_impl`` and ``memory_format`` do not apply to it.
 
-    Shapes: (N, C, H, W, D) -> (N, C', ceil(H/sx), ceil(W/sy), ceil(D/sz)).
+    Shapes: (N, C, H, W, D) -> (N, C', ceil(H/sx), ceil(W/sy), ceil(D/sz)); transposed: (N, C', H*sx, W*sy, D*sz).
     """
 
     def __init__(
@@ -318,25 +328,49 @@ class ConvNormAct(nn.Module):
         bias: bool | None = None,
         conv_impl: str = ConvImpl.AUTO,
         memory_format: str = ConvMemoryFormat.PRESERVE,
+        dilation: int | Sequence[int] = 1,
+        groups: int = 1,
+        transposed: bool = False,
     ) -> None:
         super().__init__()
         if spatial_dims != 3:
             raise ValueError(f"spatial_dims must be 3 for V-NAS layers (x, y, z kernels), got {spatial_dims}.")
         kernel = as_triple(kernel_size)
         stride = as_triple(stride, "stride")
+        dilation = as_triple(dilation, "dilation")
+        groups = int(groups)
+        if groups < 1 or in_channels % groups or out_channels % groups:
+            raise ValueError(f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}.")
         if bias is None:
             bias = norm is None or preact
         self.preact = bool(preact)
-        self.conv = SliceConv3d(
-            in_channels,
-            out_channels,
-            kernel,
-            stride=stride,
-            padding=same_padding(kernel),
-            bias=bias,
-            impl=conv_impl,
-            memory_format=memory_format,
-        )
+        padding = same_padding(kernel, dilation)
+        self.conv: nn.Module
+        if transposed:
+            self.conv = nn.ConvTranspose3d(
+                in_channels,
+                out_channels,
+                kernel,
+                stride=stride,
+                padding=padding,
+                output_padding=tuple(s - 1 for s in stride),
+                groups=groups,
+                bias=bias,
+                dilation=dilation,
+            )
+        else:
+            self.conv = SliceConv3d(
+                in_channels,
+                out_channels,
+                kernel,
+                stride=stride,
+                padding=padding,
+                dilation=dilation,
+                groups=groups,
+                bias=bias,
+                impl=conv_impl,
+                memory_format=memory_format,
+            )
         norm_ch = in_channels if preact else out_channels
         self.norm = get_norm_layer(name=norm, spatial_dims=3, channels=norm_ch) if norm is not None else nn.Identity()
         self.act = get_act_layer(name=act) if act is not None else nn.Identity()
