@@ -30,8 +30,8 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 
 __all__ = [
-    "BundleNetwork", "DECIDED_MARGIN", "DifferentiableSpace", "Encoding", "NetworkBuilder", "RowLayout", "cell_margins",
-    "choices_digest", "decision_of",
+    "BundleNetwork", "DECIDED_MARGIN", "DifferentiableSpace", "Encoding", "JsonFileEncoding", "NetworkBuilder",
+    "RowLayout", "cell_margins", "choices_digest", "decision_of",
 ]
 
 #: a search is *decided* when the median over its cells of (best - second-best probability) reaches this; below it
@@ -44,6 +44,45 @@ def choices_digest(space: str, choices: Mapping[str, Any]) -> str:
     every run and machine."""
     text = json.dumps({"space": space, "choices": choices}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+
+
+class JsonFileEncoding:
+    """JSON text and files of an encoding that has ``to_dict()`` and ``from_dict(data, source)``: the one place where
+    an encoding becomes JSON (written atomically) and back, with errors that name the file. ``JSON_NOUN`` names the
+    encoding in them."""
+
+    JSON_NOUN = "encoding"
+
+    def to_json(self, indent: int | None = 1) -> str:
+        return json.dumps(self.to_dict(), indent=indent)  # type: ignore[attr-defined]
+
+    def save(self, path: Any) -> Any:
+        """Write plain JSON atomically (temporary file, then rename); returns the path."""
+        from pathlib import Path
+
+        from vnas_monai.io import atomic_write_text
+
+        atomic_write_text(path, self.to_json() + "\n")
+        return Path(path)
+
+    @classmethod
+    def from_json(cls, text: str, source: str | None = None) -> Any:
+        source = source or f"{cls.JSON_NOUN} JSON"
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{source} is not valid JSON: {e}") from None
+        return cls.from_dict(data, source)  # type: ignore[attr-defined]
+
+    @classmethod
+    def load(cls, path: Any) -> Any:
+        """Read a JSON file written by the encoding's ``save``."""
+        from pathlib import Path
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{cls.JSON_NOUN} file {path} does not exist.")
+        return cls.from_json(path.read_text(), source=str(path))
 
 
 def cell_margins(rows: Sequence[Sequence[float]]) -> list[float]:

@@ -16,7 +16,6 @@ ops from the DHM / UHM table on ``x0`` / ``x1`` and from the NHM table between n
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -24,8 +23,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from vnas_monai.io import atomic_write_text
-from vnas_monai.spaces.protocol import DECIDED_MARGIN, RowLayout, cell_margins, choices_digest, decision_of
+from vnas_monai.spaces.protocol import (
+    DECIDED_MARGIN,
+    JsonFileEncoding,
+    RowLayout,
+    cell_margins,
+    choices_digest,
+    decision_of,
+)
 
 from .tables import (
     CELL_KINDS,
@@ -95,7 +100,7 @@ def _check_probabilities(probabilities: Any, where: str) -> dict[str, list[list[
     return out
 
 
-class Genotype:
+class Genotype(JsonFileEncoding):
     """A discrete NAS-3D-U-Net architecture: the two kept HMs (source -> op) of every node of the DC and the UC.
 
     Args:
@@ -107,6 +112,8 @@ class Genotype:
     Raises:
         ValueError: a malformed cell or table, naming the offending key.
     """
+
+    JSON_NOUN = "genotype"
 
     space = SPACE
 
@@ -138,21 +145,6 @@ class Genotype:
             raise ValueError(f"{source}: missing key(s) {missing}: a genotype has a 'down' and an 'up' cell.")
         meta = {k: v for k, v in data.items() if k not in ("space", "down", "up", "probabilities")}
         return cls(data["down"], data["up"], data.get("probabilities"), meta, where=source)
-
-    @classmethod
-    def from_json(cls, text: str, source: str = "genotype JSON") -> Genotype:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{source} is not valid JSON: {e}") from None
-        return cls.from_dict(data, source)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> Genotype:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"genotype file {path} does not exist.")
-        return cls.from_json(path.read_text(), source=str(path))
 
     @classmethod
     def resolve(cls, spec: Genotype | Mapping[str, Any] | str | os.PathLike) -> Genotype:
@@ -235,14 +227,6 @@ class Genotype:
             data["probabilities"] = {k: [list(r) for r in v] for k, v in self.probabilities.items()}
         data.update({k: v for k, v in self.meta.items() if k not in data})
         return data
-
-    def to_json(self, indent: int | None = 1) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write plain JSON atomically."""
-        atomic_write_text(path, self.to_json() + "\n")
-        return Path(path)
 
     def digest(self) -> str:
         """Stable hash of the kept HMs alone (not of probabilities or meta)."""

@@ -8,15 +8,20 @@ with ``torch.load(..., weights_only=True)``.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from vnas_monai.io import atomic_write_text
-from vnas_monai.spaces.protocol import DECIDED_MARGIN, RowLayout, cell_margins, choices_digest, decision_of
+from vnas_monai.spaces.protocol import (
+    DECIDED_MARGIN,
+    JsonFileEncoding,
+    RowLayout,
+    cell_margins,
+    choices_digest,
+    decision_of,
+)
 
 __all__ = [
     "Architecture",
@@ -83,7 +88,7 @@ def _parse_paper(name: str, text: str) -> list[int]:
         raise ValueError(f"{name} code {text!r} must be integers separated by spaces/commas: {e}") from None
 
 
-class Architecture:
+class Architecture(JsonFileEncoding):
     """A discrete V-NAS architecture, optionally with the search's choice probabilities.
 
     Args:
@@ -95,6 +100,8 @@ class Architecture:
     Raises:
         ValueError: a wrong number of codes, a code outside {0, 1, 2}, or malformed probabilities.
     """
+
+    JSON_NOUN = "architecture"
 
     def __init__(
         self,
@@ -186,22 +193,6 @@ class Architecture:
         return cls(codes["encoder"], codes["decoder"], probabilities, dict(meta or {}))
 
     @classmethod
-    def from_json(cls, text: str, source: str = "architecture JSON") -> Architecture:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{source} is not valid JSON: {e}") from None
-        return cls.from_dict(data, source)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> Architecture:
-        """Read an ``arch.json`` written by :meth:`save` (or by the search bundle)."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"architecture file {path} does not exist.")
-        return cls.from_json(path.read_text(), source=str(path))
-
-    @classmethod
     def resolve(cls, spec: Architecture | str | os.PathLike | Mapping[str, Any]) -> Architecture:
         """Accept an ``Architecture``, a preset name, a path to an arch.json, or a dict."""
         if isinstance(spec, Architecture):
@@ -239,14 +230,6 @@ class Architecture:
             if k != "paper":
                 data[k] = v
         return data
-
-    def to_json(self, indent: int | None = 1) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write plain JSON atomically (temporary file, then rename)."""
-        atomic_write_text(path, self.to_json() + "\n")
-        return Path(path)
 
     def margins(self) -> dict[str, list[float]] | None:
         """Each cell's best minus second-best probability (``None`` without probabilities): how firmly it chose."""
