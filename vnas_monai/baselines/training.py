@@ -123,7 +123,9 @@ class WeightAverage:
     """An exponential moving average of a model's parameters and floating buffers (BN statistics), kept beside it.
 
     The average at step ``t`` moves by ``1 - min(decay, (1 + t) / (10 + t))``, so that the first steps (random
-    weights) are forgotten quickly.
+    weights) are forgotten quickly. Not ``torch.optim.swa_utils.AveragedModel``: with ``use_buffers`` it applies the
+    average to every buffer, integer ``num_batches_tracked`` included, and it keeps a deep copy of the module where
+    this keeps only the floating tensors (one ``_foreach_lerp_`` per step).
     """
 
     def __init__(self, model: torch.nn.Module, decay: float) -> None:
