@@ -21,8 +21,9 @@ from tests.conftest import REPO
 PROBE = r"""
 import json, sys
 import torch
-import vnas_monai.bundle, vnas_monai.export, vnas_monai.workflows.crossval, vnas_monai.workflows.ablation
-from vnas_monai.bundle import case_metrics
+import vnas_monai.bundle, vnas_monai.evaluation, vnas_monai.export
+import vnas_monai.workflows.crossval, vnas_monai.workflows.ablation
+from vnas_monai.evaluation import case_metrics
 label = torch.zeros(8, 8, 8, dtype=torch.long); label[2:6, 2:6, 2:6] = 1
 pred = torch.zeros_like(label); pred[3:6, 2:6, 2:6] = 1
 case_metrics(pred, label, num_classes=2, spacing=(1.0, 1.0, 1.0))

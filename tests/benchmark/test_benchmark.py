@@ -13,7 +13,7 @@ from tests.plan.synthetic import make_dataset
 from vnas_monai.baselines import TrainedModel, save_checkpoint
 from vnas_monai.benchmark import METHODS, benchmark, get_method, register_method
 from vnas_monai.benchmark.evaluate import read_result, write_result
-from vnas_monai.benchmark.tables import table_rows, write_tables
+from vnas_monai.evaluation.tables import table_rows, write_tables
 
 
 class _Oracle(torch.nn.Module):

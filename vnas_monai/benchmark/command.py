@@ -6,7 +6,7 @@ Layout of ``work_dir``::
     plan.json               the plan, from the fold's trainval cases (computed once, then read)
     <method>/model.pt       the trained state dict (torch.load(weights_only=True))
     <method>/result.json    per-case metrics, meta and settings; its presence means "done" (written atomically)
-    <method>/metrics.csv, summary.json, summary.md   vnas_monai.bundle.metrics reports
+    <method>/metrics.csv, summary.json, summary.md   vnas_monai.evaluation reports
     benchmark.md / .csv / .json, benchmark_dice.png  the tables and box plot of all finished methods
 """
 
@@ -21,9 +21,10 @@ from typing import Any
 
 import torch
 
+from vnas_monai.evaluation.tables import write_tables
+
 from .evaluate import evaluate_method, read_result, write_result
 from .registry import get_method
-from .tables import write_tables
 
 __all__ = ["benchmark", "DEFAULT_METHODS"]
 
@@ -126,7 +127,7 @@ def benchmark(
 
 
 def _run_method(name: str, plan: dict, splits: dict, settings: dict, out: Path) -> dict[str, Any]:
-    from vnas_monai.bundle.metrics import write_reports
+    from vnas_monai.evaluation import write_reports
 
     out.mkdir(parents=True, exist_ok=True)
     logger.info("%s: training for %.0f s", name, settings["budget_s"])

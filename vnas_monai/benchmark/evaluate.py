@@ -1,4 +1,4 @@
-"""Held-out evaluation of a trained method: per-case Dice, HD95 and surface Dice (``vnas_monai.bundle.metrics``)."""
+"""Held-out evaluation of a trained method: per-case Dice, HD95 and surface Dice (``vnas_monai.evaluation``)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def evaluate_method(
     from vnas_monai.baselines.pipeline import eval_dataset
     from vnas_monai.baselines.training import predict_cases
     from vnas_monai.bundle.datalists import case_name
-    from vnas_monai.bundle.metrics import case_metrics
+    from vnas_monai.evaluation import case_metrics
 
     num_classes = len(plan["class_names"])
     records = []

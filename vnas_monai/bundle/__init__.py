@@ -1,22 +1,17 @@
 """Glue between the V-NAS bundles' configs and MONAI: architectures and weights of a stage (:mod:`.weights`),
-datalists and output names (:mod:`.datalists`), small config helpers (:mod:`.utils`), evaluation metrics and
-reports (:mod:`.metrics`), figures (:mod:`.figures`), the settings stored with a training run (:mod:`.settings`),
-the short failure message of a bundle run (:mod:`.errors`)."""
+datalists and output names (:mod:`.datalists`), small config helpers (:mod:`.utils`), the settings stored with a
+training run (:mod:`.settings`), the short failure message of a bundle run (:mod:`.errors`). What an evaluation
+computes and writes is :mod:`vnas_monai.evaluation`."""
 
 from __future__ import annotations
 
 from .datalists import case_name, case_name_formatter, evaluation_datalist, fold_splits, inference_datalist
-from .figures import OverlayWriter, save_overlay
 from .finish import prune_checkpoints, report_search
-from .metrics import SegmentationMetricsWriter, case_metrics, format_markdown, summarize, write_reports
 from .settings import check_run_settings, load_run_settings, save_run_settings, stage_dir, stored_setting
 from .utils import dice_weight, parse_flip_axes, resolve_class_names, validate_at_end
 from .weights import checkpoint_architecture, load_state_dict, load_weights, resolve_architecture, save_architecture
 
 __all__ = [
-    "OverlayWriter",
-    "SegmentationMetricsWriter",
-    "case_metrics",
     "case_name",
     "check_run_settings",
     "case_name_formatter",
@@ -24,7 +19,6 @@ __all__ = [
     "dice_weight",
     "evaluation_datalist",
     "fold_splits",
-    "format_markdown",
     "inference_datalist",
     "load_state_dict",
     "load_run_settings",
@@ -36,10 +30,7 @@ __all__ = [
     "resolve_class_names",
     "save_architecture",
     "save_run_settings",
-    "save_overlay",
     "stage_dir",
     "stored_setting",
     "validate_at_end",
-    "summarize",
-    "write_reports",
 ]

@@ -338,7 +338,7 @@ def evaluate_config(search: Any) -> Any:
     c["postprocessing"] = OrderedDict([("_target_", "Compose"), ("transforms", [
         OrderedDict([("_target_", "AsDiscreted"), ("keys", "pred"), ("argmax", True)])])])
     c["metrics_writer"] = OrderedDict([
-        ("_target_", "vnas_monai.bundle.SegmentationMetricsWriter"), ("output_dir", "@output_dir"),
+        ("_target_", "vnas_monai.evaluation.SegmentationMetricsWriter"), ("output_dir", "@output_dir"),
         ("class_names", "$vnas_monai.bundle.resolve_class_names(@class_names, @num_classes, @dataset_dir)"),
         ("tolerance_mm", "@surface_tolerance_mm"),
         ("title", "$'V-NAS evaluation, fold ' + str(@fold) + ' (S_' + @eval_split + ')'"),
@@ -346,7 +346,7 @@ def evaluate_config(search: Any) -> Any:
                                   ("split", "@eval_split"), ("architecture", "$@architecture.to_dict()"),
                                   ("infer_roi_size", "@infer_roi_size"), ("overlap", "@overlap"),
                                   ("spacing", "@spacing")]))])
-    c["overlay_writer"] = OrderedDict([("_target_", "vnas_monai.bundle.OverlayWriter"),
+    c["overlay_writer"] = OrderedDict([("_target_", "vnas_monai.evaluation.OverlayWriter"),
                                        ("output_dir", "$os.path.join(@output_dir, 'overlays')"),
                                        ("num_cases", "@num_overlays")])
     c["handlers"] = ["@metrics_writer", "@overlay_writer",

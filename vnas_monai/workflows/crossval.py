@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vnas_monai.bundle.metrics import METRICS, format_markdown, write_reports
+from vnas_monai.evaluation import METRICS, format_markdown, write_reports
 from vnas_monai.spaces.aggregate import aggregate
 from vnas_monai.spaces.vnas.encoding import Architecture
 

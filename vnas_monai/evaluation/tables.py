@@ -1,5 +1,6 @@
-"""The benchmark's tables (paper format: Dice mean ± std / max / min / median per class, HD95, surface Dice, params,
-MACs, train time) as Markdown, CSV and JSON, and a box plot of per-case Dice per method."""
+"""Comparison tables of methods, as the benchmark command writes them (paper format: Dice mean ± std / max / min /
+median per class, HD95, surface Dice, params, MACs, train time) as Markdown, CSV and JSON, and a box plot of
+per-case Dice per method."""
 
 from __future__ import annotations
 
@@ -14,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from vnas_monai.evaluation.metrics import METRICS
 from vnas_monai.io import atomic_write_png, atomic_write_text
 
 __all__ = ["table_rows", "write_tables", "write_boxplot"]
 
 logger = logging.getLogger(__name__)
-_METRICS = ("dice", "hd95_mm", "surface_dice")
 _COLUMNS = ("method", "class", "n", "dice_mean", "dice_std", "dice_max", "dice_min", "dice_median", "hd95_mean",
             "hd95_std", "surface_dice_mean", "surface_dice_std", "params", "macs", "train_time_s", "steps")
 
@@ -49,11 +50,11 @@ def table_rows(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     for res in results:
         recs, meta = res["records"], res["meta"]
         names = [*res["class_names"][1:], "mean"]
-        per = {m: [[r[m][i] for r in recs] for i in range(len(names) - 1)] for m in _METRICS}
-        for m in _METRICS:
+        per = {m: [[r[m][i] for r in recs] for i in range(len(names) - 1)] for m in METRICS}
+        for m in METRICS:
             per[m].append([_case_mean(r[m]) for r in recs])
         for i, cls in enumerate(names):
-            dice, hd, nsd = (_finite(per[m][i]) for m in _METRICS)
+            dice, hd, nsd = (_finite(per[m][i]) for m in METRICS)
             rows.append({
                 "method": res["method"], "class": cls, "n": int(dice.size), "undefined": len(recs) - int(dice.size),
                 "dice_mean": _stat(dice, np.mean), "dice_std": _stat(dice, np.std), "dice_max": _stat(dice, np.max),

@@ -1,4 +1,4 @@
-"""Per-case Dice / HD95 / surface Dice and the paper's summary tables (``vnas_monai.bundle.metrics``)."""
+"""Per-case Dice / HD95 / surface Dice and the paper's summary tables (``vnas_monai.evaluation``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from vnas_monai.bundle import case_metrics, summarize, write_reports
+from vnas_monai.evaluation import case_metrics, summarize, write_reports
 
 
 def cube(shape=(20, 20, 12), lo=(5, 5, 3), hi=(10, 10, 8), value=1) -> torch.Tensor:

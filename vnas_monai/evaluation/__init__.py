@@ -1,0 +1,28 @@
+"""Evaluation of segmentations, for every space and every stage: per-case metrics and the paper's summary
+(:mod:`.metrics`), the report files (:mod:`.reports`), the per-case writer an evaluator runs (:mod:`.writers`) and
+the overlay PNGs of predictions on images (:mod:`.overlays`), and the comparison tables of methods
+(:mod:`.tables`, what the benchmark command writes). Bundle configs reference ``vnas_monai.evaluation``'s
+handlers by ``_target_``."""
+
+from __future__ import annotations
+
+from .metrics import METRICS, PERCENT_METRICS, case_metrics, summarize
+from .overlays import OverlayWriter, save_overlay
+from .reports import format_markdown, write_reports
+from .tables import table_rows, write_boxplot, write_tables
+from .writers import SegmentationMetricsWriter
+
+__all__ = [
+    "METRICS",
+    "OverlayWriter",
+    "PERCENT_METRICS",
+    "SegmentationMetricsWriter",
+    "case_metrics",
+    "format_markdown",
+    "save_overlay",
+    "summarize",
+    "table_rows",
+    "write_boxplot",
+    "write_reports",
+    "write_tables",
+]
