@@ -15,7 +15,8 @@ Strategies know only this protocol: the differentiable bilevel trainer
 (:class:`vnas_monai.engine.VNASSearchTrainer` with its :class:`vnas_monai.engine.Architect`) needs a
 :class:`DifferentiableSpace`; a local search needs ``neighbours`` and ``digest`` and a builder. Spaces are
 registered by name in :mod:`vnas_monai.spaces` (DARTS keeps the same split between its search space and its
-architect; timm keeps models in a name registry).
+architect; timm keeps models in a name registry). A local search visits one variable at a time
+(:func:`neighbours_by_variable`): a space may name its variables (:class:`VariableEncoding`, optional).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import torch
 
 __all__ = [
     "BundleNetwork", "DECIDED_MARGIN", "DifferentiableSpace", "Encoding", "JsonFileEncoding", "NetworkBuilder",
-    "RowLayout", "cell_margins", "choices_digest", "decision_of",
+    "RowLayout", "VariableEncoding", "cell_margins", "choices_digest", "decision_of", "neighbours_by_variable",
 ]
 
 #: a search is *decided* when the median over its cells of (best - second-best probability) reaches this; below it
@@ -174,6 +175,68 @@ class Encoding(Protocol):
 
     def plot(self, path: Any, title: str | None = None) -> Any:
         """Draw the architecture (the space's own figure) as a PNG at ``path``, atomically; returns the path."""
+
+
+@runtime_checkable
+class VariableEncoding(Protocol):
+    """Optional for an :class:`Encoding`: its variables by name, for a local search that tries every option of one
+    variable (MB-NAS, Bosma et al. 2022, §2.3; issue 17). Without it, :func:`neighbours_by_variable` groups
+    ``neighbours()`` by the ``to_dict()`` values they change."""
+
+    def variables(self) -> dict[str, list[Any]]:
+        """Each variable's name and its options (JSON values) in the space's order; the same names on every encoding
+        of the space."""
+
+    def with_value(self, variable: str, option: Any) -> Encoding | None:
+        """This encoding with ``variable`` set to ``option``, as the space's validity rule repairs it; ``None`` where
+        the rule refuses it."""
+
+
+def _leaves(data: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a.0": ..., "b.c": ...}``: the scalars of nested JSON by path."""
+    if isinstance(data, Mapping):
+        items: Any = data.items()
+    elif isinstance(data, (list, tuple)):
+        items = enumerate(data)
+    else:
+        return {prefix: data}
+    out: dict[str, Any] = {}
+    for key, value in items:
+        out.update(_leaves(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def neighbours_by_variable(encoding: Any) -> dict[str, list[tuple[Any, Any]]]:
+    """The one-variable neighbours of ``encoding`` grouped by variable: ``{name: [(option, neighbour), ...]}``, in the
+    space's order, without the encoding itself (MB-NAS's neighbourhood of one variable, §2.3).
+
+    A :class:`VariableEncoding` gives its names and ``with_value``; any other encoding's ``neighbours()`` are grouped
+    by the ``to_dict()`` scalars each one changes (``meta``, ``probabilities`` and ``space`` left out): the name joins
+    their paths with ``+`` (V-NAS: ``"encoder.3+paper.encoder"``), the option is the value at the first. That is exact
+    when each variable is its own scalars; a space whose validity rule repairs other variables implements
+    :class:`VariableEncoding`, or a repaired neighbour would count as a variable of its own.
+    """
+    own = encoding.digest()
+    groups: dict[str, list[tuple[Any, Any]]] = {}
+    if isinstance(encoding, VariableEncoding):
+        for name, options in encoding.variables().items():
+            changed = [(o, n) for o in options if (n := encoding.with_value(name, o)) is not None and n.digest() != own]
+            groups[name] = changed
+        return groups
+    ignored = {"meta", "probabilities", "space", *getattr(encoding, "meta", {})}
+
+    def leaves(enc: Any) -> dict[str, Any]:
+        return _leaves({k: v for k, v in enc.to_dict().items() if k not in ignored})
+
+    base, missing = leaves(encoding), object()
+    for nbr in encoding.neighbours():
+        if nbr.digest() == own:
+            continue
+        other = leaves(nbr)
+        paths = sorted(p for p in base.keys() | other.keys() if base.get(p, missing) != other.get(p, missing))
+        if paths:
+            groups.setdefault("+".join(paths), []).append((other.get(paths[0]), nbr))
+    return groups
 
 
 @runtime_checkable
