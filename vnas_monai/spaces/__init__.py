@@ -18,9 +18,11 @@ from .protocol import (
     Encoding,
     NetworkBuilder,
     RowLayout,
+    VariableEncoding,
     cell_margins,
     choices_digest,
     decision_of,
+    neighbours_by_variable,
 )
 
 __all__ = [
@@ -31,10 +33,12 @@ __all__ = [
     "NetworkBuilder",
     "RowLayout",
     "SearchSpace",
+    "VariableEncoding",
     "cell_margins",
     "choices_digest",
     "decision_of",
     "get_space",
+    "neighbours_by_variable",
     "register_space",
     "space_names",
 ]
@@ -128,3 +132,5 @@ register_space(SearchSpace("vnas", encoding="vnas_monai.spaces.vnas:Architecture
 register_space(SearchSpace("nas3dunet", encoding="vnas_monai.spaces.nas3dunet.genotype:Genotype",
                            network="vnas_monai.spaces.nas3dunet.network:build_nas3dunet",
                            supernet="vnas_monai.spaces.nas3dunet.supernet:NAS3DUNetSupernet"))
+register_space(SearchSpace("mbnas", encoding="vnas_monai.spaces.mbnas:MBNASEncoding",
+                           network="vnas_monai.spaces.mbnas.network:build_network"))
