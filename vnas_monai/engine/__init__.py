@@ -19,6 +19,7 @@ from .search import (
     cycle_loader,
     select_device,
 )
+from .stop_rule import GenotypeStopRule
 from .trainers import PrecisionInferer, PrecisionTrainer, unpack_batch
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "AtomicCheckpointSaver",
     "CyclicLoader",
     "DiceCELoss",
+    "GenotypeStopRule",
     "PolyLR",
     "Precision",
     "PrecisionInferer",

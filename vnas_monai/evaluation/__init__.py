@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .metrics import METRICS, PERCENT_METRICS, case_metrics, summarize
 from .overlays import OverlayWriter, save_overlay
+from .regions import REGION_METRICS, label_region_metrics, region_case_metrics, summarize_regions
 from .reports import format_markdown, write_reports
 from .tables import table_rows, write_boxplot, write_tables
 from .writers import SegmentationMetricsWriter
@@ -16,11 +17,15 @@ __all__ = [
     "METRICS",
     "OverlayWriter",
     "PERCENT_METRICS",
+    "REGION_METRICS",
     "SegmentationMetricsWriter",
     "case_metrics",
     "format_markdown",
+    "label_region_metrics",
+    "region_case_metrics",
     "save_overlay",
     "summarize",
+    "summarize_regions",
     "table_rows",
     "write_boxplot",
     "write_reports",

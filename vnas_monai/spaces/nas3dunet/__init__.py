@@ -12,6 +12,7 @@ Resonance Imaging", BraTS 2019), behind the protocol of :mod:`vnas_monai.spaces`
 from .backbone import NAS3DUNetBackbone, divisor
 from .cells import Cell, HybridModule
 from .genotype import PARTS, Genotype
+from .loss import RegionDiceLoss
 from .network import NAS3DUNet, build_nas3dunet
 from .ops import DEFAULT_NORM, DepthwiseSeparableConv, NormAct, SEConv, make_op, norm_for
 from .supernet import ARCH_PARAM_NAMES, NAS3DUNetSupernet
@@ -31,6 +32,7 @@ __all__ = [
     "NORMAL_OPS",
     "NormAct",
     "OP_TABLES",
+    "RegionDiceLoss",
     "PARTS",
     "SEConv",
     "UP_OPS",
