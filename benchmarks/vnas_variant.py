@@ -41,6 +41,8 @@ def main() -> None:
     ap.add_argument("--full_resolution_features", action="store_true",
                     help="the full-resolution stage also sees the decoder's last features (a top-level skip)")
     ap.add_argument("--init_filters", type=int, default=VNAS_NETWORK["init_filters"])
+    ap.add_argument("--deep_supervision", type=int, default=VNAS_NETWORK.get("deep_supervision", 0),
+                    help="auxiliary outputs of the retrained network (nnU-Net's deep supervision; 0: none)")
     ap.add_argument("--augmentation", choices=("recipe", "none", "intensity", "affine", "both"), default="recipe",
                     help="retraining augmentation: the recipe's (intensity and affine), or as given")
     ap.add_argument("--batch_size", type=int, help="cases per retraining batch (default: the plan's)")
@@ -49,8 +51,11 @@ def main() -> None:
                     "the recipe's); 0 turns it off")
     ap.add_argument("--search_fraction", type=float, default=SEARCH_FRACTION, help="with arch 'search'")
     ap.add_argument("--init", default=RETRAIN_INIT, choices=RETRAIN_INITS, help="with arch 'search'")
+    ap.add_argument("--train_seed", type=int, help="the method's seed (initialisation, crops, augmentation, search) "
+                    "instead of the benchmark's; the fold split stays the same")
     args = ap.parse_args()
-    network = dict(VNAS_NETWORK, full_resolution_channels=args.full_resolution_channels, init_filters=args.init_filters)
+    network = dict(VNAS_NETWORK, full_resolution_channels=args.full_resolution_channels, init_filters=args.init_filters,
+                   deep_supervision=args.deep_supervision)
     if args.full_resolution_features:
         network["full_resolution_features"] = True
     if args.augmentation != "recipe":
@@ -61,6 +66,7 @@ def main() -> None:
             RECIPES[args.recipe] = dict(RECIPES[args.recipe], **{key: getattr(args, key) or None})
 
     def method(plan, splits, budget_s, work, seed=0, max_steps=None):
+        seed = seed if args.train_seed is None else args.train_seed
         if args.arch == "search":
             return train_vnas(plan, splits, budget_s, work, seed, max_steps, args.search_fraction, args.recipe,
                               network, init=args.init)

@@ -147,7 +147,8 @@ def search_architecture(
     # the retraining's batch: the search's weight steps are the retraining's start (init="supernet")
     train = make_loader(splits["train"], plan, roi, batch_size, num_samples, seed=seed)
     val = make_loader(splits["val"], plan, roi, batch_size, num_samples, seed=seed + 1)
-    net = VNASSupernet(**_network_kwargs(plan, network))
+    # deep supervision is a retraining choice: the supernet's loss stays on its final logits
+    net = VNASSupernet(**{k: v for k, v in _network_kwargs(plan, network).items() if k != "deep_supervision"})
     optimizer = make_optimizer(net.weight_parameters(), RECIPES["paper"])
     scaled = arch_learning_rate == "scaled"
     arch_optimizer = torch.optim.Adam(net.arch_parameters(), lr=PAPER_ARCH_LR if scaled else float(arch_learning_rate),
@@ -235,9 +236,9 @@ def train_vnas(plan: Mapping[str, Any], splits: Mapping[str, Any], budget_s: flo
     torch.manual_seed(seed)
     kwargs = _network_kwargs(plan, network)
     if init == "supernet":
-        supernet = VNASSupernet(**kwargs)
+        supernet = VNASSupernet(**{k: v for k, v in kwargs.items() if k != "deep_supervision"})
         supernet.load_state_dict(torch.load(stats["supernet_checkpoint"], weights_only=True))
-        net = VNASNet.from_supernet(supernet, arch)
+        net = VNASNet.from_supernet(supernet, arch, deep_supervision=kwargs.get("deep_supervision", 0))
     else:
         net = VNASNet(architecture=arch, **kwargs)
     stats.update(retrain_init=init, search_fraction=search_fraction)

@@ -187,3 +187,32 @@ def test_full_resolution_stage_with_the_decoder_features():
     _check_refined(net)
     with pytest.raises(ValueError, match="full_resolution_features needs"):
         VNASNet(architecture="nih", full_resolution_features=True, **SMALL)
+
+
+@pytest.mark.parametrize("refine", [0, 4])
+def test_deep_supervision_outputs_in_training_only(refine):
+    """``deep_supervision``: a training forward stacks the final logits and the auxiliary outputs on the input grid
+    (DynUNet's contract), every parameter learns through them, evaluation returns the logits alone and equals the
+    network without heads (same weights); the heads are fresh modules beside the supernet's weights."""
+    torch.manual_seed(0)
+    sup = VNASSupernet(out_channels=3, full_resolution_channels=refine, **SMALL)
+    k = 3 if refine else 2
+    net = VNASNet.from_supernet(sup, Architecture.resolve("nih"), deep_supervision=k)
+    assert len(net.ds_heads) == (2 if refine else 2) and net.ds_pre_refine == bool(refine)
+    if refine:
+        net.refine.out.weight.data.normal_(0, 0.1)  # else the refine stage's input gets no gradient at all
+    x = torch.randn(1, 1, 32, 64, 32)
+    net.train()
+    y = net(x)
+    assert y.shape == (1, 1 + k, 3, 32, 64, 32)
+    (y * torch.randn_like(y)).mean().backward()
+    _grads_everywhere(net, list(net.named_parameters()))
+    net.eval()
+    plain = VNASNet.from_supernet(sup, Architecture.resolve("nih"))
+    plain.load_state_dict({k2: v for k2, v in net.state_dict().items() if not k2.startswith("ds_heads.")})
+    plain.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), plain(x))
+        torch.testing.assert_close(torch.jit.script(net)(x), net(x))
+    with pytest.raises(ValueError, match="deep_supervision must be"):
+        VNASNet(architecture="nih", deep_supervision=k + 1, full_resolution_channels=refine, **SMALL)

@@ -9,6 +9,8 @@ Zhu et al., "V-NAS", 3DV 2019, after AH-Net (Liu et al., MICCAI 2018). Layout, f
     decoder3        projection + skip (pooled stem), searchable dense block
     decoder4        up x2 + skip (stem), searchable dense block @ 1/2
     pvp, head       pyramid volumetric pooling, 3x3x1 conv to logits, up x2          -> out @ 1/1
+    refine          optional full-resolution stage (not in the paper)                 -> out @ 1/1
+    ds_heads        optional deep-supervision heads (1x1x1) on decoder3 @ 1/4 and decoder1 @ 1/8 (training only)
 
 so every spatial size must be a multiple of 32. With ``init_filters`` F = 64 the widths are ResNet-50's.
 The two subclasses differ only in which candidates each cell holds and how they are weighted; module names are
@@ -22,6 +24,7 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from vnas_monai.networks.layers import ConvImpl, ConvMemoryFormat, MaxPool3d, set_conv_memory_format
 
@@ -64,13 +67,20 @@ class VNASBackbone(nn.Module):
         full_resolution_features: the full-resolution stage also sees the decoder's last features, lifted to the
             input grid (a U-Net's top-level skip; see :class:`FullResolutionRefine`); needs
             ``full_resolution_channels`` > 0.
+        deep_supervision: auxiliary outputs in training mode (nnU-Net's deep supervision; 0, the default: none). They
+            are, in this order and as many as asked: the head's logits before the full-resolution stage (when there
+            is one), then 1x1x1 heads on ``decoder3`` (1/4 of the grid) and ``decoder1`` (1/8), each upsampled
+            (trilinear) to the input grid. A training-mode forward then returns (N, 1 + deep_supervision,
+            out_channels, H, W, D), the final logits first (as MONAI's ``DynUNet``); evaluation mode returns the
+            logits alone.
         conv_impl: how the convolutions run (a ``ConvImpl``; ``"auto"``: the measured-fastest exact form per kernel
             and device, ``"conv3d"``: plain ``F.conv3d``).
         memory_format: the layout the network computes in (a ``ConvMemoryFormat``): ``"auto"`` (channels-last on
             CPU, where it was measured faster; as given elsewhere), ``"channels_last"``, or ``"preserve"`` (the
             input's layout, NCDHW for a plain tensor). Outputs are equal within float32 rounding in every layout.
 
-    Shapes: (N, C, H, W, D) -> (N, out_channels, H, W, D), each of H, W, D a multiple of 32.
+    Shapes: (N, C, H, W, D) -> (N, out_channels, H, W, D), each of H, W, D a multiple of 32 (with deep supervision
+    in training mode: (N, 1 + deep_supervision, out_channels, H, W, D)).
     """
 
     def __init__(
@@ -92,6 +102,7 @@ class VNASBackbone(nn.Module):
         zero_init_residual: bool = False,
         full_resolution_channels: int = 0,
         full_resolution_features: bool = False,
+        deep_supervision: int = 0,
         conv_impl: str = ConvImpl.AUTO,
         memory_format: str = ConvMemoryFormat.AUTO,
     ) -> None:
@@ -154,6 +165,13 @@ class VNASBackbone(nn.Module):
                                  feature_channels=head_in if full_resolution_features else 0)
             if full_resolution_channels else None
         )
+        n_aux = 3 if self.refine is not None else 2
+        if not isinstance(deep_supervision, int) or not 0 <= deep_supervision <= n_aux:
+            raise ValueError(f"deep_supervision must be an int in [0, {n_aux}] (auxiliary outputs: pre-refine logits "
+                             f"when full_resolution_channels > 0, decoder3, decoder1), got {deep_supervision!r}.")
+        self.ds_pre_refine = self.refine is not None and deep_supervision > 0
+        ds_in = [self.decoder3.out_channels, self.decoder1.out_channels][: deep_supervision - self.ds_pre_refine]
+        self.ds_heads = nn.ModuleList([nn.Conv3d(c, out_channels, 1) for c in ds_in])
         self._init_weights(zero_init_residual)
         set_conv_memory_format(self, memory_format)
 
@@ -229,11 +247,22 @@ class VNASBackbone(nn.Module):
             i += 1
         h = self.decoder0(self.up0(h) + f3, self._row(beta, 0), self._pick(dec_index, 0))
         h = self.decoder1(self.up1(h) + f2, self._row(beta, 1), self._pick(dec_index, 1))
+        d1 = h
         h = self.decoder2(self.up2(h) + f1, self._row(beta, 2), self._pick(dec_index, 2))
         h = self.decoder3(self.up3(h) + s1, self._row(beta, 3), self._pick(dec_index, 3))
+        d3 = h
         h = self.decoder4(self.up4(h) + s0, self._row(beta, 4), self._pick(dec_index, 4))
         h = torch.cat([self.pvp(h), h], 1)
         logits = self.head(h)
+        aux: list[torch.Tensor] = []
+        if self.training and self.ds_pre_refine:
+            aux.append(logits)
         if self.refine is not None:
             logits = self.refine(x, logits, h)
+        if self.training and len(self.ds_heads) > 0:
+            feats = [d3, d1]
+            for j, head in enumerate(self.ds_heads):
+                aux.append(F.interpolate(head(feats[j]), size=logits.shape[2:], mode="trilinear", align_corners=False))
+        if len(aux) > 0:
+            return torch.stack([logits] + aux, dim=1)
         return logits

@@ -71,10 +71,14 @@ class VNASNet(VNASBackbone):
         return self.run(x)
 
     @classmethod
-    def from_supernet(cls, supernet: VNASSupernet, architecture: Optional[ArchSpec] = None) -> VNASNet:
-        """The discrete network of ``architecture`` (default: ``supernet.derive()``) with the supernet's weights."""
+    def from_supernet(cls, supernet: VNASSupernet, architecture: Optional[ArchSpec] = None,
+                      **overrides: Any) -> VNASNet:
+        """The discrete network of ``architecture`` (default: ``supernet.derive()``) with the supernet's weights.
+
+        ``overrides`` change backbone options of the supernet's config that add modules of their own (e.g.
+        ``deep_supervision`` for the retraining): those modules keep their fresh initialisation."""
         arch = Architecture.resolve(architecture) if architecture is not None else supernet.derive()
-        net = cls(architecture=arch, **supernet.config)
+        net = cls(architecture=arch, **{**supernet.config, **overrides})
         src = supernet.state_dict()
         own = net.state_dict()
         own.update({k: v for k, v in src.items() if k in own and k not in ARCH_PARAM_NAMES})
