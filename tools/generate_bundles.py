@@ -1,4 +1,5 @@
-"""Regenerate the bundles' stage and dataset configs from ``bundles/vnas_nih/search.json``.
+"""Regenerate the bundles' stage and dataset configs from ``bundles/vnas_nih/search.json``, and the NAS-3D-U-Net
+bundle (``bundles/nas3dunet_brats``, :mod:`vnas_monai.spaces.nas3dunet.bundles`).
 
     python tools/generate_bundles.py [BUNDLES_DIR]
 
@@ -9,11 +10,13 @@ import sys
 from pathlib import Path
 
 from vnas_monai.bundle.generate import write_bundles
+from vnas_monai.spaces.nas3dunet.bundles import write as write_nas3dunet_bundle
 
 
 def main(argv: list[str]) -> None:
     root = argv[1] if len(argv) > 1 else str(Path(__file__).resolve().parents[1] / "bundles")
     write_bundles(root)
+    write_nas3dunet_bundle(root)
     print("ok")
 
 

@@ -123,8 +123,10 @@ def _write_bundle(
         (root / sub).mkdir(parents=True, exist_ok=True)
     torch.save({k: v.detach().cpu().clone() for k, v in net.state_dict().items()}, root / "models" / "model.pt")
     encoding.save(root / "models" / "arch.json")
-    _write_json(root / "configs" / "inference.json", configs.inference_config(settings, network))
-    _write_json(root / "configs" / "train.json", configs.train_config(settings, network))
+    adapt = network.adapt_config or (lambda _name, config, _settings: config)
+    _write_json(root / "configs" / "inference.json", adapt("inference", configs.inference_config(settings, network),
+                                                           settings))
+    _write_json(root / "configs" / "train.json", adapt("train", configs.train_config(settings, network), settings))
     _write_json(root / "configs" / "metadata.json", meta)
     src_logging = Path(bundle_dir) / "logging.conf" if bundle_dir is not None else None
     logging_text = src_logging.read_text() if src_logging is not None and src_logging.is_file() else logging_conf()
@@ -247,6 +249,7 @@ def export_bundle(
     settings.update({k: v for k, v in given.items() if k != "num_classes"})
     if num_classes is None:
         num_classes = stored.get("num_classes")
+    explicit_labels = labels
     if labels is None and stored.get("class_names"):
         labels = list(stored["class_names"])
     elif labels is not None and stored.get("class_names"):
@@ -261,17 +264,25 @@ def export_bundle(
         raise ValueError(f"intensity_clip must be [min, max], got {settings['intensity_clip']}.")
     if isinstance(metrics, str):
         metrics = json.loads(metrics)
-    labels_def = label_names(labels, source, num_classes)
-    if num_classes is not None and int(num_classes) != len(labels_def):
-        raise ValueError(f"num_classes={num_classes} but {len(labels_def)} labels: {labels_def}.")
-    settings["num_classes"] = len(labels_def)
-    for key in ("in_channels", "init_filters"):
-        settings[key] = int(settings[key])
-
     state = load_state_dict(weights)
     encoding = resolve_encoding(arch, state, checkpoint)
     space = get_space(encoding.space)
     network = space.bundle_network()
+    settings.update({k: stored[k] for k in network.settings_keys if k in stored})
+    if network.output_labels is not None:  # e.g. sigmoid regions: the written label values are the space's
+        labels_def = {str(k): str(v) for k, v in network.output_labels(settings).items()}
+        if explicit_labels is not None and (list(label_names(explicit_labels, source, None).values())
+                                            != list(labels_def.values())):
+            raise ValueError(f"labels {explicit_labels} contradict the {space.name!r} network's written labels "
+                             f"{labels_def}; leave --labels out.")
+        settings["num_classes"] = int(num_classes if num_classes is not None else settings["num_classes"])
+    else:
+        labels_def = label_names(labels, source, num_classes)
+        if num_classes is not None and int(num_classes) != len(labels_def):
+            raise ValueError(f"num_classes={num_classes} but {len(labels_def)} labels: {labels_def}.")
+        settings["num_classes"] = len(labels_def)
+    for key in ("in_channels", "init_filters"):
+        settings[key] = int(settings[key])
     settings["roi_size"] = _roi(settings["roi_size"], "roi_size", network.divisor, space.name)
     settings["infer_roi_size"] = _roi(
         infer_roi_size if infer_roi_size is not None else settings["infer_roi_size"] or settings["roi_size"],
@@ -305,6 +316,8 @@ def export_bundle(
     try:
         meta = metadata_config(settings, source, labels_def, encoding, network, str(version), name, modality,
                                description, metrics, changelog, task=task, data_source=data_source)
+        if network.adapt_config is not None:
+            meta = network.adapt_config("metadata", meta, settings)
         _write_bundle(stage, out.name, net, encoding, network, settings, source, bundle_dir, data_licence, meta)
         _move_into_place(stage, out)
     except BaseException:

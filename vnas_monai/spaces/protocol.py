@@ -287,6 +287,14 @@ class BundleNetwork:
         notes: extra lines of the exported ``docs/README.md``'s model section (what the network guarantees).
         onnx_overrides: command-line overrides of ``network_def`` that MONAI's ``onnx_export`` of the network needs
             (written into the README's ONNX command).
+        settings_keys: keys of the training run's ``settings.json`` beyond the common ones that the export passes
+            on to ``output_labels`` and ``adapt_config`` (e.g. a normalisation's statistics).
+        output_labels: ``output_labels(settings) -> {"<value>": name}``: the label values the exported inference
+            writes and their names (metadata ``channel_def``), for a network whose outputs are not one softmax
+            channel per label (e.g. sigmoid regions); ``None``: the run's class names, channels 0 .. N-1.
+        adapt_config: ``adapt_config(name, config, settings) -> config``: the space's changes to an exported config
+            (``"inference"``, ``"train"``, ``"metadata"``) built for a softmax network (e.g. its own preprocessing,
+            activation, loss); ``None``: the configs as built.
     """
 
     title: str
@@ -296,3 +304,6 @@ class BundleNetwork:
     references: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     onnx_overrides: str = ""
+    settings_keys: tuple[str, ...] = ()
+    output_labels: Callable[[Mapping[str, Any]], Mapping[str, str]] | None = None
+    adapt_config: Callable[[str, dict, Mapping[str, Any]], dict] | None = None

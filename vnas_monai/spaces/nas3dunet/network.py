@@ -9,16 +9,19 @@ under ``strict=False`` (as :class:`vnas_monai.spaces.vnas.VNASNet`).
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Optional, Union
 
 import torch
 
-from .backbone import NAS3DUNetBackbone
+from vnas_monai.spaces.protocol import BundleNetwork
+
+from .backbone import NAS3DUNetBackbone, divisor
 from .genotype import Genotype
 from .supernet import ARCH_PARAM_NAMES, NAS3DUNetSupernet
 
-__all__ = ["NAS3DUNet", "build_nas3dunet"]
+__all__ = ["BUNDLE", "NAS3DUNet", "build_nas3dunet", "network_def"]
 
 GenotypeSpec = Union[Genotype, str, os.PathLike, Mapping]
 
@@ -84,3 +87,37 @@ class NAS3DUNet(NAS3DUNetBackbone):
 def build_nas3dunet(genotype: GenotypeSpec, **kwargs: Any) -> NAS3DUNet:
     """The space's network builder (:class:`vnas_monai.spaces.NetworkBuilder`): ``NAS3DUNet`` of a genotype."""
     return NAS3DUNet(genotype=genotype, **kwargs)
+
+
+def network_def(architecture: str = "@architecture") -> OrderedDict:
+    """The ``network_def`` of a bundle config: ``NAS3DUNet`` of ``architecture`` (a genotype, its dict or the path of
+    its JSON file), shaped by the bundle keys ``in_channels`` (modalities), ``num_classes`` (the region channels)
+    and ``init_filters`` (the node width of the top levels, the paper's m)."""
+    return OrderedDict([("_target_", "vnas_monai.spaces.nas3dunet.NAS3DUNet"), ("spatial_dims", 3),
+                        ("in_channels", "@in_channels"), ("out_channels", "@num_classes"),
+                        ("genotype", architecture), ("init_filters", "@init_filters")])
+
+
+def _export(name: str, config: dict, settings: Mapping[str, Any]) -> dict:
+    from .exported import export_config
+
+    return export_config(name, config, settings)
+
+
+#: what the NAS-3D-U-Net bundles and the MONAI Label export need (:class:`vnas_monai.spaces.BundleNetwork`): the
+#: network outputs one sigmoid channel per region; the exported configs normalise brain-wise and write label maps
+BUNDLE = BundleNetwork(
+    title="NAS-3D-U-Net",
+    network_def=network_def,
+    divisor=divisor(3),
+    description="NAS-3D-U-Net (Wang, BraTS 2019): a U-Net whose downward and upward cells were searched "
+                "(differentiable hybrid modules); one sigmoid output per tumour region.",
+    references=("Wang, Y., et al.: Neural Architecture Search for Gliomas Segmentation on Multimodal Magnetic "
+                "Resonance Imaging. BraTS 2019 (arXiv:2005.06338).",),
+    notes=("the network outputs one sigmoid channel per region (ET, TC, WT for BraTS); inference writes them back "
+           "as the layout's labels (BraTS 1/2/4, MSD 1/2/3).",
+           "the weights carry the genotype's codes (`arch_code`): the network refuses weights of another genotype.",),
+    settings_keys=("layout", "region_names", "brain_stats", "output_labels"),
+    output_labels=lambda settings: dict(settings["output_labels"]),
+    adapt_config=_export,
+)
