@@ -1,12 +1,17 @@
-"""The MB-NAS network figure, drawn as the paper's Fig. 2c (Bosma et al., SPIE 2022): nodes left to right, placed
-lower the coarser their resolution, coloured by block type and labelled with the kernel size, consecutive nodes
-joined by lines and skip connections drawn as arcs (``MBNASEncoding.plot``). Written as a PNG on the Agg canvas,
-atomically (:func:`vnas_monai.io.save_figure`).
+"""The MB-NAS figures (Bosma et al., SPIE 2022, Fig. 2), written as PNGs on the Agg canvas, atomically
+(:func:`vnas_monai.io.save_figure`):
+
+* :func:`plot_encoding` (Fig. 2c, ``MBNASEncoding.plot``): nodes left to right, placed lower the coarser their
+  resolution, coloured by block type and labelled with the kernel size, consecutive nodes joined by lines and skip
+  connections drawn as arcs;
+* :func:`plot_search_history` (Fig. 2a/b): each search's score against the evaluation count, every evaluated
+  encoding as a dot and the best so far as a line.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from vnas_monai.io import save_figure
@@ -14,7 +19,7 @@ from vnas_monai.io import save_figure
 from .encoding import BLOCK_TYPES, MBNASEncoding
 from .rule import NO_SKIP
 
-__all__ = ["BLOCK_COLORS", "plot_encoding"]
+__all__ = ["BLOCK_COLORS", "plot_encoding", "plot_search_history"]
 
 #: the colour of each block type
 BLOCK_COLORS: dict[str, str] = {"vgg": "tab:blue", "residual": "tab:orange", "dense": "tab:green",
@@ -76,4 +81,47 @@ def plot_encoding(encoding: MBNASEncoding | str | os.PathLike, path: str | os.Pa
     fig.suptitle(title or f"MB-NAS network {enc.digest()} ({n} nodes)", fontsize=9, y=0.98)
     handles = [Patch(color=BLOCK_COLORS[b], label=b) for b in BLOCK_TYPES]
     fig.legend(handles=handles, loc="upper right", fontsize=7, ncol=4, frameon=False, bbox_to_anchor=(0.99, 0.93))
+    return save_figure(fig, path, dpi)
+
+
+def plot_search_history(histories: Mapping[str, Sequence[tuple[int, str, float]]], path: str | os.PathLike,
+                        title: str = "local search", reference: Mapping[str, float] | None = None,
+                        dpi: int = 100) -> Path:
+    """Score against evaluation count (Fig. 2a/b) of one or more searches; returns the path.
+
+    Args:
+        histories: ``{search name: [(evaluation, digest, score), ...]}`` (``SearchResult.history``, or the
+            ``history`` of a ``best.json``'s ``local_search`` as dicts).
+        path: destination ``.png``.
+        title: figure title.
+        reference: horizontal lines, e.g. ``{"U-Net start": 0.81}``.
+        dpi: resolution.
+
+    Raises:
+        ValueError: no search or an empty history.
+    """
+    from matplotlib.figure import Figure
+
+    if not histories:
+        raise ValueError("plot_search_history needs at least one search history.")
+    fig = Figure(figsize=(6.4, 4.0))
+    ax = fig.add_subplot(1, 1, 1)
+    for i, (name, history) in enumerate(histories.items()):
+        rows = [(h["evaluation"], h["score"]) if isinstance(h, Mapping) else (h[0], h[2]) for h in history]
+        if not rows:
+            raise ValueError(f"the history of search {name!r} is empty.")
+        rows.sort()
+        xs, ys = [r[0] for r in rows], [r[1] for r in rows]
+        best = [max(ys[:k + 1]) for k in range(len(ys))]
+        color = f"C{i}"
+        ax.scatter(xs, ys, s=9, color=color, alpha=0.45)
+        ax.step(xs, best, where="post", color=color, lw=1.6, label=f"{name} (best {best[-1]:.4f})")
+    for j, (name, value) in enumerate((reference or {}).items()):
+        ax.axhline(value, color="0.3", ls=("--", ":", "-.")[j % 3], lw=1.0, label=f"{name} ({value:.4f})")
+    ax.set_xlabel("evaluations (distinct encodings scored)")
+    ax.set_ylabel("score: validation Dice, mean of the last 20 % epochs")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
     return save_figure(fig, path, dpi)
