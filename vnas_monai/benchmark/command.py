@@ -82,7 +82,9 @@ def benchmark(
     Args:
         dataset_dir: MSD or NIH dataset folder; omitted: synthetic CT phantoms in ``<work_dir>/phantom_data``.
         budget_min: wall-clock minutes per method (training, and for V-NAS its search); evaluation is not counted.
-        methods: comma-separated registered names (:mod:`vnas_monai.benchmark.registry`).
+        methods: comma-separated registered names (:mod:`vnas_monai.benchmark.registry`): the baselines ``unet``,
+            ``dynunet``, ``segresnet``, ``unet3d`` (Çiçek et al.'s 3D U-Net) and ``vnet`` (Milletari et al.'s V-Net),
+            and the V-NAS methods ``vnas``, ``vnas_mix``, ``vnas_random1..3`` and ``vnas_<enc>_<dec>``.
         work_dir: output folder.
         fold, num_folds, seed: the fold split (as ``vnas_monai.data.fold_datalists`` and the bundles).
         max_cases: only the first ``max_cases`` cases, for quick runs.

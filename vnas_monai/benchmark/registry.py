@@ -28,6 +28,8 @@ METHODS: dict[str, Callable[..., Any] | str] = {
     "unet": "vnas_monai.baselines.unet:train_unet",
     "dynunet": "vnas_monai.baselines.dynunet:train_dynunet",
     "segresnet": "vnas_monai.baselines.segresnet:train_segresnet",
+    "unet3d": "vnas_monai.baselines.unet3d:train_unet3d",
+    "vnet": "vnas_monai.baselines.vnet:train_vnet",
     "vnas": "vnas_monai.benchmark.vnas:train_vnas",
     "vnas_mix": "vnas_monai.benchmark.vnas:train_vnas_mix",
     # three seeded random architectures of the V-NAS space (the search must beat their mean)
