@@ -67,3 +67,27 @@ def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 100) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
     return atomic_write_png(path, fig, dpi=dpi)
+
+
+def replace_dir(tmp: str | os.PathLike, out: str | os.PathLike, is_complete: Callable[[Path], bool]) -> None:
+    """Move the finished folder ``tmp`` to ``out`` by renames (an old ``out`` is moved aside first and removed after),
+    so that ``out`` is never a partial folder; nothing is moved when ``is_complete(out)`` says a concurrent writer
+    has already finished it, and losing such a race is not an error."""
+    import shutil
+    import uuid
+
+    tmp, out = Path(tmp), Path(out)
+    if is_complete(out):
+        return
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
+        os.rename(out, old)
+    try:
+        os.rename(tmp, out)
+    except OSError:
+        if not is_complete(out):  # lost a race with a concurrent writer of other contents
+            raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)

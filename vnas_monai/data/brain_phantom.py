@@ -24,12 +24,13 @@ import json
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from vnas_monai.io import replace_dir
 
 from .phantoms import _ellipsoid_d2, _grid, _smooth_field
 
@@ -188,16 +189,7 @@ def make_brain_phantoms(out_dir: str | os.PathLike, n_cases: int = 4, shape: Seq
     try:
         cases = _write(tmp, params)
         (tmp / _MARKER).write_text(json.dumps({"params": dict(params), "cases": cases}, indent=1) + "\n")  # last
-        if not _complete(out, params):  # else a concurrent run finished the same dataset first
-            old = None
-            if out.exists():
-                old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
-                os.rename(out, old)
-            try:
-                os.rename(tmp, out)
-            finally:
-                if old is not None:
-                    shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, out, lambda path: _complete(path, params))
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -19,12 +19,13 @@ import logging
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from vnas_monai.io import replace_dir
 
 __all__ = ["make_phantom_dataset", "resolve_dataset_dir", "PHANTOM_DIRNAME"]
 
@@ -276,20 +277,7 @@ def make_phantom_dataset(
 
 
 def _move_into_place(tmp: Path, out: Path, params: Mapping[str, Any]) -> None:
-    if _is_complete(out, params):  # a concurrent run finished the same dataset first
-        return
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
-        os.rename(out, old)
-    try:
-        os.rename(tmp, out)
-    except OSError:
-        if not _is_complete(out, params):  # lost a race with a concurrent writer of other parameters
-            raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+    replace_dir(tmp, out, lambda path: _is_complete(path, params))
 
 
 def resolve_dataset_dir(

@@ -85,6 +85,16 @@ class JsonFileEncoding:
             raise FileNotFoundError(f"{cls.JSON_NOUN} file {path} does not exist.")
         return cls.from_json(path.read_text(), source=str(path))
 
+    @classmethod
+    def resolve(cls, spec: Any) -> Any:
+        """Accept an encoding of this class, its dict, or the path of its JSON file (a space with presets extends
+        this)."""
+        if isinstance(spec, cls):
+            return spec
+        if isinstance(spec, Mapping):
+            return cls.from_dict(spec)  # type: ignore[attr-defined]
+        return cls.load(spec)
+
 
 def cell_margins(rows: Sequence[Sequence[float]]) -> list[float]:
     """Best minus second-best probability of each row (cell) of a probability table."""

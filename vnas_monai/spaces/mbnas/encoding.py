@@ -166,15 +166,6 @@ class MBNASEncoding(JsonFileEncoding):
         return enc
 
     @classmethod
-    def resolve(cls, spec: MBNASEncoding | Mapping[str, Any] | str | os.PathLike) -> MBNASEncoding:
-        """Accept an encoding, its dict, or the path of its JSON file."""
-        if isinstance(spec, MBNASEncoding):
-            return spec
-        if isinstance(spec, Mapping):
-            return cls.from_dict(spec)
-        return cls.load(spec)
-
-    @classmethod
     def from_probabilities(cls, probabilities: Mapping[str, Any], meta: Mapping[str, Any] | None = None
                            ) -> MBNASEncoding:
         """Each row's most probable option (ties: the first), repaired by the rule, keeping ``probabilities``

@@ -147,15 +147,6 @@ class Genotype(JsonFileEncoding):
         return cls(data["down"], data["up"], data.get("probabilities"), meta, where=source)
 
     @classmethod
-    def resolve(cls, spec: Genotype | Mapping[str, Any] | str | os.PathLike) -> Genotype:
-        """A ``Genotype``, its dict, or the path of its JSON file."""
-        if isinstance(spec, Genotype):
-            return spec
-        if isinstance(spec, Mapping):
-            return cls.from_dict(spec)
-        return cls.load(spec)
-
-    @classmethod
     def from_probabilities(cls, probabilities: Mapping[str, Any], meta: Mapping[str, Any] | None = None
                            ) -> Genotype:
         """The paper's discretisation (``derive``): each HM's most probable op, then each node's two HMs whose op
