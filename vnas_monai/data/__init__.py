@@ -40,8 +40,11 @@ __all__ = [
     "brain_wise_normalize",
     "fit_brain_stats",
     "read_channels",
+    "AutoFitInferer",
+    "PATCHING",
     "autofit_inference",
     "autofit_starts",
+    "patch_inferer",
     "axis_starts",
     "brain_box",
     "extract_patches",
@@ -54,7 +57,8 @@ _LAZY = {
     **dict.fromkeys(("LAYOUTS", "RegionLayout", "LabelToRegionsd", "RegionsToLabeld", "get_layout",
                      "label_to_regions", "region_names", "regions_to_label"), "regions"),
     **dict.fromkeys(("BrainWiseNormalized", "brain_wise_normalize", "fit_brain_stats", "read_channels"), "brainnorm"),
-    **dict.fromkeys(("autofit_inference", "autofit_starts", "axis_starts", "brain_box", "extract_patches",
+    **dict.fromkeys(("AutoFitInferer", "PATCHING", "patch_inferer", "autofit_inference", "autofit_starts",
+                     "axis_starts", "brain_box", "extract_patches",
                      "stitch_patches"), "autofit"),
 }
 

@@ -25,7 +25,12 @@ from typing import Any
 
 import torch
 
-__all__ = ["autofit_inference", "autofit_starts", "axis_starts", "brain_box", "extract_patches", "stitch_patches"]
+__all__ = ["PATCHING", "AutoFitInferer", "autofit_inference", "autofit_starts", "axis_starts", "brain_box",
+           "extract_patches", "patch_inferer", "stitch_patches"]
+
+#: how a volume is cut into network patches at inference: the paper's auto-fitting patches, or MONAI's Gaussian
+#: sliding window
+PATCHING = ("autofit", "sliding_window")
 
 
 def _as_tensor(x: Any) -> torch.Tensor:
@@ -116,3 +121,43 @@ def autofit_inference(image: Any, predictor: Callable[[torch.Tensor], torch.Tens
     patches = extract_patches(t, starts, patch_size)
     outs = [predictor(patches[i:i + int(batch_size)]) for i in range(0, len(starts), int(batch_size))]
     return stitch_patches(torch.cat(outs), starts, t.shape[1:])
+
+
+class AutoFitInferer:
+    """A MONAI-style inferer (``inferer(inputs, network)``) predicting each volume of a batch with auto-fitting patches
+    (:func:`autofit_inference`), for ``SupervisedEvaluator`` and the inference bundles.
+
+    Args:
+        roi_size: the network's patch.
+        sw_batch_size: patches per network call.
+
+    Shapes: (B, C, *spatial) -> (B, C_out, *spatial).
+    """
+
+    def __init__(self, roi_size: Sequence[int], sw_batch_size: int = 1) -> None:
+        self.roi_size = [int(r) for r in roi_size]
+        self.sw_batch_size = int(sw_batch_size)
+
+    def __call__(self, inputs: torch.Tensor, network: Callable[[torch.Tensor], torch.Tensor], *args: Any,
+                 **kwargs: Any) -> torch.Tensor:
+        def predict(x: torch.Tensor) -> torch.Tensor:
+            return network(x.to(inputs.device), *args, **kwargs)
+
+        outs = [autofit_inference(volume, predict, self.roi_size, self.sw_batch_size) for volume in inputs]
+        return torch.stack(outs).to(inputs.device)
+
+
+def patch_inferer(patching: str, roi_size: Sequence[int], sw_batch_size: int = 1, overlap: float = 0.5) -> Any:
+    """The inferer a bundle's ``patching`` key names (:data:`PATCHING`).
+
+    Raises:
+        ValueError: another name (the message lists the known ones).
+    """
+    if patching == "autofit":
+        return AutoFitInferer(roi_size, sw_batch_size)
+    if patching == "sliding_window":
+        from monai.inferers import SlidingWindowInferer
+
+        return SlidingWindowInferer(roi_size=list(roi_size), sw_batch_size=int(sw_batch_size), overlap=overlap,
+                                    mode="gaussian")
+    raise ValueError(f"patching must be one of {list(PATCHING)}, got {patching!r} (bundle key 'patching').")

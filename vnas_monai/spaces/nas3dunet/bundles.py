@@ -2,10 +2,11 @@
 :func:`write`), and the space's changes to an exported MONAI Label bundle (:func:`export_config`).
 
 Wang, BraTS 2019: search (§2.4, Table 2: hybrid parameters on 1/5 of the training cases, kernel parameters on the
-rest, alternately; stop rule N_C / N_E), retraining of the genotype, sliding-window inference with sigmoid > 0.5
-converted back to the layout's labels, and the per-region evaluation of §3.5. Every stage normalises brain-wise
-(Eq. 1-2) with the statistics of the fold's training cases; the region outputs follow the ``layout`` key
-(:mod:`vnas_monai.data.regions`). Same conventions as the V-NAS bundles (:mod:`vnas_monai.bundle.configs`): the keys
+rest, alternately; stop rule N_C / N_E), retraining of the genotype, inference on auto-fitting patches (§2.3; or
+MONAI's sliding window, key ``patching``) with sigmoid > 0.5 converted back to the layout's labels, and the
+per-region evaluation of §3.5. Every stage normalises brain-wise (Eq. 1-2) with the statistics of the fold's
+training cases; the region outputs follow the ``layout`` key (:mod:`vnas_monai.data.regions`). Same conventions as
+the V-NAS bundles (:mod:`vnas_monai.bundle.configs`): the keys
 ``dataset_dir`` (null: the embedded multimodal phantoms), ``layout``, ``work_dir``, ``fold``, ``num_folds``, ``seed``,
 ``precision``, ``max_epochs``, ``epoch_length``, ``roi_size``, ``batch_size``, ``num_workers``, ``init_filters``;
 outputs in ``<work_dir>/fold<k>/{search,train,infer,eval}``; run id ``search`` for the search, ``run`` elsewhere.
@@ -49,13 +50,15 @@ DERIVED = {
     "regions": f"${P}.resolve_regions(@layout, @num_regions, @dataset_root)",
     "num_classes": "$len(@regions)",
 }
-INFER = {"infer_roi_size": [64, 64, 64], "overlap": 0.5, "sw_batch_size": 1, "threshold": 0.5}
+#: ``patching``: "autofit" (the paper's auto-fitting patches over the brain cube, §2.3, averaged) or "sliding_window"
+#: (MONAI's Gaussian-weighted sliding window with ``overlap``)
+INFER = {"infer_roi_size": [64, 64, 64], "patching": "autofit", "overlap": 0.5, "sw_batch_size": 1, "threshold": 0.5}
 INITIALIZE = ["$vnas_monai.bundle.errors.install_excepthook(debug=@debug)",
               "$vnas_monai.bundle.checks.check_config_keys(enabled=@check_keys)",
               "$monai.utils.set_determinism(seed=@seed)"]
 SLIDING = {"_target_": "vnas_monai.engine.PrecisionInferer", "precision": "@precision",
-           "inferer": {"_target_": "SlidingWindowInferer", "roi_size": "@infer_roi_size",
-                       "sw_batch_size": "@sw_batch_size", "overlap": "@overlap", "mode": "gaussian"}}
+           "inferer": {"_target_": "vnas_monai.data.autofit.patch_inferer", "patching": "@patching",
+                       "roi_size": "@infer_roi_size", "sw_batch_size": "@sw_batch_size", "overlap": "@overlap"}}
 SIGMOID = [{"_target_": "Activationsd", "keys": "pred", "sigmoid": True},
            {"_target_": "AsDiscreted", "keys": "pred", "threshold": "@threshold"}]
 PROGRESS = {"_target_": "ignite.handlers.ProgressBar", "persist": True}
@@ -196,8 +199,9 @@ def _validator(data: str, transforms: str) -> dict:
 def train_config() -> dict:
     c = _top("train", "Retraining of the searched NAS-3D-U-Net genotype from scratch on the fold's S_train + S_val "
              "(Wang, BraTS 2019, §2.4), with the region Dice loss (Eq. 3) on sigmoid outputs, validated by "
-             "sliding-window MONAI Dice per region on S_val; genotype null reads <work_dir>/fold<k>/search/"
-             "genotype.json. The paper trains on 128^3 patches (roi_size) for 200 epochs; run id 'run'.",
+             "MONAI Dice per region on S_val over auto-fitting patches (key patching); genotype null reads "
+             "<work_dir>/fold<k>/search/genotype.json. The paper trains on 128^3 patches (roi_size) for 200 epochs; "
+             "run id 'run'.",
              {**TRAINING, "genotype": None, "train_split": "trainval", "val_interval": 2, **INFER})
     c["brain_stats"] = STATS
     c["architecture"] = (f"$vnas_monai.spaces.nas3dunet.Genotype.resolve(@genotype or {FOLD}, 'search', "
