@@ -89,9 +89,8 @@ def test_phantom_search_train_infer_evaluate_export(tmp_path):
     _check_outputs(fold, lambda case: phantoms / case / f"{case}_t1.nii.gz", {1, 2, 4}, ["ET", "TC", "WT"],
                    len(split), stats)
 
-    genotype = fold / "train" / "genotype.json"
-    out = Path(export_bundle(str(tmp_path / "exported"), str(fold / "train"), arch=str(genotype),
-                             bundle_dir=str(BUNDLE)))
+    # the run's settings.json carries the genotype: no --arch needed
+    out = Path(export_bundle(str(tmp_path / "exported"), str(fold / "train"), bundle_dir=str(BUNDLE)))
     meta = json.loads((out / "configs" / "metadata.json").read_text())
     assert meta["network_data_format"]["outputs"]["pred"]["channel_def"] == {
         "0": "background", "1": "necrotic and non-enhancing tumour core", "2": "peritumoral edema",

@@ -51,15 +51,17 @@ __all__ = ["DEFAULT_SPACE", "build_network", "export_bundle", "resolve_encoding"
 DEFAULT_SPACE = "vnas"
 
 
-def resolve_encoding(arch: Any, state: Mapping[str, Any], checkpoint: Any) -> Any:
+def resolve_encoding(arch: Any, state: Mapping[str, Any], checkpoint: Any, stored: Any = None) -> Any:
     """The encoding to export.
 
     Args:
         arch: an encoding, a JSON dict, an arch.json path (its ``space`` key names the space), a preset of the
             default space (``"nih"``, ``"3d"``...), or ``None``: the codes the weights carry (the default space's
-            ``arch_code`` buffer).
+            ``arch_code`` buffer), else the encoding the run's ``settings.json`` stored (``stored``, a JSON dict
+            with its ``space``, e.g. a NAS-3D-U-Net genotype).
         state: the weights' state dict.
         checkpoint: what the weights were given as (for messages).
+        stored: the ``architecture`` of the run's settings, if any.
 
     Raises:
         ValueError: ``arch`` is ``None`` and the weights carry no ``arch_code``; a file its space refuses.
@@ -68,8 +70,13 @@ def resolve_encoding(arch: Any, state: Mapping[str, Any], checkpoint: Any) -> An
     from vnas_monai.spaces.aggregate import load_encoding
 
     if arch is None:
+        # another space's record wins over an ``arch_code`` buffer (NAS-3D-U-Net's weights carry their own codes)
+        other = isinstance(stored, Mapping) and "space" in stored
+        if other and ("arch_code" not in state or stored["space"] != DEFAULT_SPACE):
+            return load_encoding(dict(stored), default_space=DEFAULT_SPACE)
         if "arch_code" not in state:
-            raise ValueError(f"{checkpoint} has no arch_code: give --arch (the arch.json it was trained with).")
+            raise ValueError(f"{checkpoint} has no arch_code and its settings.json no architecture: give --arch "
+                             "(the arch.json it was trained with).")
         codes = [int(c) for c in state["arch_code"].flatten().tolist()]
         return get_space(DEFAULT_SPACE).encoding_class().from_codes(codes)
     if isinstance(arch, (str, os.PathLike)) and not (str(arch).endswith(".json") or Path(arch).exists()):
@@ -265,7 +272,7 @@ def export_bundle(
     if isinstance(metrics, str):
         metrics = json.loads(metrics)
     state = load_state_dict(weights)
-    encoding = resolve_encoding(arch, state, checkpoint)
+    encoding = resolve_encoding(arch, state, checkpoint, stored.get("architecture"))
     space = get_space(encoding.space)
     network = space.bundle_network()
     settings.update({k: stored[k] for k in network.settings_keys if k in stored})
