@@ -14,7 +14,7 @@ import torch
 from .pipeline import make_loader
 from .training import TrainedModel, model_cost, save_checkpoint, train_budgeted
 
-__all__ = ["fit", "make_optimizer"]
+__all__ = ["fit", "fit_recipe", "make_optimizer"]
 
 logger = logging.getLogger(__name__)
 
@@ -90,3 +90,27 @@ def fit(
     meta = {"method": name, "recipe": dict(recipe), "roi_size": roi, "prep_time_s": round(prep, 2), **stats,
             **model_cost(model, roi)}
     return TrainedModel(model=model, roi_size=roi, checkpoint=ckpt, meta=meta)
+
+
+def fit_recipe(
+    name: str,
+    model: torch.nn.Module,
+    loss_fn: Any,
+    recipe: Mapping[str, Any],
+    divisible_by: int,
+    plan: Mapping[str, Any],
+    splits: Mapping[str, Sequence[Mapping[str, Any]]],
+    budget_s: float,
+    work_dir: str | os.PathLike,
+    seed: int = 0,
+    max_steps: int | None = None,
+    **augment: Any,
+) -> TrainedModel:
+    """:func:`fit` of a baseline whose patch is the plan's median shape fitted to ``divisible_by`` and whose optimizer
+    the recipe names (:func:`make_optimizer`): the shared body of the U-Net, 3D U-Net, VNet and SegResNet methods."""
+    from vnas_monai.plan import fit_patch_size
+
+    roi = fit_patch_size(plan["median_shape"], divisible_by)
+    optimizer = make_optimizer(model.parameters(), recipe)
+    return fit(name, model, loss_fn, optimizer, plan, splits, budget_s, work_dir, recipe, roi, seed, max_steps,
+               **augment)

@@ -18,9 +18,7 @@ from typing import Any
 
 import torch
 
-from vnas_monai.plan.rules import fit_patch_size
-
-from .common import fit, make_optimizer
+from .common import fit_recipe
 from .training import TrainedModel
 
 __all__ = ["SEGRESNET_RECIPE", "build_segresnet", "train_segresnet"]
@@ -53,9 +51,5 @@ def train_segresnet(
 
     torch.manual_seed(seed)
     model = build_segresnet(1, len(plan["class_names"]))
-    roi = fit_patch_size(plan["median_shape"], DIVISIBLE_BY)
-    r = SEGRESNET_RECIPE
-    optimizer = make_optimizer(model.parameters(), r)
-    loss = DiceCELoss(to_onehot_y=True, softmax=True)
-    return fit("segresnet", model, loss, optimizer, plan, splits, budget_s, work_dir, r, roi, seed, max_steps,
-               intensity=True)
+    return fit_recipe("segresnet", model, DiceCELoss(to_onehot_y=True, softmax=True), SEGRESNET_RECIPE, DIVISIBLE_BY,
+                      plan, splits, budget_s, work_dir, seed, max_steps, intensity=True)

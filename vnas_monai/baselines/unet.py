@@ -16,9 +16,7 @@ from typing import Any
 
 import torch
 
-from vnas_monai.plan import fit_patch_size
-
-from .common import fit, make_optimizer
+from .common import fit_recipe
 from .training import TrainedModel
 
 __all__ = ["UNET_RECIPE", "build_unet", "train_unet"]
@@ -52,8 +50,5 @@ def train_unet(
     from monai.losses import DiceCELoss
 
     torch.manual_seed(seed)
-    model = build_unet(1, len(plan["class_names"]))
-    roi = fit_patch_size(plan["median_shape"], DIVISIBLE_BY)
-    optimizer = make_optimizer(model.parameters(), UNET_RECIPE)
-    loss = DiceCELoss(to_onehot_y=True, softmax=True)
-    return fit("unet", model, loss, optimizer, plan, splits, budget_s, work_dir, UNET_RECIPE, roi, seed, max_steps)
+    return fit_recipe("unet", build_unet(1, len(plan["class_names"])), DiceCELoss(to_onehot_y=True, softmax=True),
+                      UNET_RECIPE, DIVISIBLE_BY, plan, splits, budget_s, work_dir, seed, max_steps)

@@ -32,9 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vnas_monai.plan.rules import fit_patch_size
-
-from .common import fit, make_optimizer
+from .common import fit_recipe
 from .training import TrainedModel
 
 __all__ = ["UNET3D_RECIPE", "UNet3D", "build_unet3d", "train_unet3d"]
@@ -112,9 +110,6 @@ def train_unet3d(
     from monai.losses import DiceCELoss
 
     torch.manual_seed(seed)
-    model = build_unet3d(1, len(plan["class_names"]))
-    roi = fit_patch_size(plan["median_shape"], DIVISIBLE_BY)
-    optimizer = make_optimizer(model.parameters(), UNET3D_RECIPE)
-    loss = DiceCELoss(to_onehot_y=True, softmax=True)
-    return fit("unet3d", model, loss, optimizer, plan, splits, budget_s, work_dir, UNET3D_RECIPE, roi, seed,
-               max_steps)
+    return fit_recipe("unet3d", build_unet3d(1, len(plan["class_names"])),
+                      DiceCELoss(to_onehot_y=True, softmax=True), UNET3D_RECIPE, DIVISIBLE_BY, plan, splits,
+                      budget_s, work_dir, seed, max_steps)

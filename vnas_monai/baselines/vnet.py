@@ -25,9 +25,7 @@ from typing import Any
 
 import torch
 
-from vnas_monai.plan.rules import fit_patch_size
-
-from .common import fit, make_optimizer
+from .common import fit_recipe
 from .training import TrainedModel
 
 __all__ = ["VNET_RECIPE", "build_vnet", "train_vnet"]
@@ -59,8 +57,6 @@ def train_vnet(
     from monai.losses import DiceLoss
 
     torch.manual_seed(seed)
-    model = build_vnet(1, len(plan["class_names"]))
-    roi = fit_patch_size(plan["median_shape"], DIVISIBLE_BY)
-    optimizer = make_optimizer(model.parameters(), VNET_RECIPE)
     loss = DiceLoss(include_background=False, to_onehot_y=True, softmax=True, squared_pred=True)
-    return fit("vnet", model, loss, optimizer, plan, splits, budget_s, work_dir, VNET_RECIPE, roi, seed, max_steps)
+    return fit_recipe("vnet", build_vnet(1, len(plan["class_names"])), loss, VNET_RECIPE, DIVISIBLE_BY, plan,
+                      splits, budget_s, work_dir, seed, max_steps)
