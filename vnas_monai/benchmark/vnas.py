@@ -108,6 +108,12 @@ def _network_kwargs(plan: Mapping[str, Any], network: Mapping[str, Any] | None) 
     return dict(in_channels=1, out_channels=len(plan["class_names"]), **(network or VNAS_NETWORK))
 
 
+def _supernet_kwargs(plan: Mapping[str, Any], network: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The network's settings for the supernet: deep supervision is a retraining choice, the search's loss stays on
+    the final logits."""
+    return {k: v for k, v in _network_kwargs(plan, network).items() if k != "deep_supervision"}
+
+
 def search_architecture(
     plan: Mapping[str, Any],
     splits: Mapping[str, Sequence[Mapping[str, Any]]],
@@ -153,8 +159,7 @@ def search_architecture(
     # the retraining's batch: with init="supernet" the search's weight steps are the retraining's start
     train = make_loader(splits["train"], plan, roi, batch_size, num_samples, seed=seed)
     val = make_loader(splits["val"], plan, roi, batch_size, num_samples, seed=seed + 1)
-    # deep supervision is a retraining choice: the supernet's loss stays on its final logits
-    net = VNASSupernet(**{k: v for k, v in _network_kwargs(plan, network).items() if k != "deep_supervision"})
+    net = VNASSupernet(**_supernet_kwargs(plan, network))
     optimizer = make_optimizer(net.weight_parameters(), RECIPES["paper"])
     scaled = arch_learning_rate == "scaled"
     arch_optimizer = torch.optim.Adam(net.arch_parameters(), lr=PAPER_ARCH_LR if scaled else float(arch_learning_rate),
@@ -243,7 +248,7 @@ def train_vnas(plan: Mapping[str, Any], splits: Mapping[str, Any], budget_s: flo
     torch.manual_seed(seed)
     kwargs = _network_kwargs(plan, network)
     if init == "supernet":
-        supernet = VNASSupernet(**{k: v for k, v in kwargs.items() if k != "deep_supervision"})
+        supernet = VNASSupernet(**_supernet_kwargs(plan, network))
         supernet.load_state_dict(torch.load(stats["supernet_checkpoint"], weights_only=True))
         net = VNASNet.from_supernet(supernet, arch, deep_supervision=kwargs.get("deep_supervision", 0))
     else:

@@ -70,9 +70,9 @@ def resolve_encoding(arch: Any, state: Mapping[str, Any], checkpoint: Any, store
     from vnas_monai.spaces.aggregate import load_encoding
 
     if arch is None:
-        # another space's record wins over an ``arch_code`` buffer (NAS-3D-U-Net's weights carry their own codes)
-        other = isinstance(stored, Mapping) and "space" in stored
-        if other and ("arch_code" not in state or stored["space"] != DEFAULT_SPACE):
+        # the run's own record of its encoding, when it names its space, is the first source (V-NAS records only
+        # its codes there and is read from the weights' arch_code below)
+        if isinstance(stored, Mapping) and "space" in stored:
             return load_encoding(dict(stored), default_space=DEFAULT_SPACE)
         if "arch_code" not in state:
             raise ValueError(f"{checkpoint} has no arch_code and its settings.json no architecture: give --arch "
