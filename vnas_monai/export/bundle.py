@@ -29,8 +29,10 @@ output, the output's ``channel_def`` as label names); ``models/model.pt`` loaded
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -45,10 +47,13 @@ from . import configs
 from .docs import bundle_readme, metadata_config
 from .source import label_names, read_source_settings
 
-__all__ = ["DEFAULT_SPACE", "build_network", "export_bundle", "resolve_encoding"]
+__all__ = ["DEFAULT_SPACE", "RUN_ALIASES", "build_network", "export_bundle", "resolve_encoding"]
 
 #: the space of arch.json files without a ``space`` key, of presets and of weights that carry ``arch_code``
 DEFAULT_SPACE = "vnas"
+#: export setting -> the name a training run's settings.json may record it under instead (MB-NAS's retraining
+#: records its stem width as ``init_channels`` and its one patch, of training and of inference, as ``patch_size``)
+RUN_ALIASES = {"init_filters": "init_channels", "roi_size": "patch_size", "infer_roi_size": "patch_size"}
 
 
 def resolve_encoding(arch: Any, state: Mapping[str, Any], checkpoint: Any, stored: Any = None) -> Any:
@@ -85,24 +90,52 @@ def resolve_encoding(arch: Any, state: Mapping[str, Any], checkpoint: Any, store
 
 
 def build_network(network: BundleNetwork, encoding: Any, settings: Mapping[str, Any]) -> Any:
-    """The network the exported ``network_def`` builds, built the same way (MONAI's ``ConfigParser``) with the
-    encoding itself in place of ``models/arch.json``."""
+    """The network the exported ``network_def`` builds, built the same way (MONAI's ``ConfigParser``, with the
+    bundle keys the configs hold) with the encoding itself in place of ``models/arch.json``."""
     from monai.bundle import ConfigParser
 
     parser = ConfigParser({
         "in_channels": settings["in_channels"], "num_classes": settings["num_classes"],
-        "init_filters": settings["init_filters"], "architecture": encoding,
-        "network_def": network.network_def("@architecture"),
+        "init_filters": settings["init_filters"], **{key: settings[key] for key in configs.network_keys(network)},
+        "architecture": encoding, "network_def": network.network_def("@architecture"),
     })
     return parser.get_parsed_content("network_def", copy=False)
 
 
-def _roi(value: Any, name: str, divisor: int, space: str) -> list[int]:
-    roi = [int(v) for v in (value if isinstance(value, (list, tuple)) else [value] * 3)]
-    if len(roi) != 3 or any(v < divisor or v % divisor for v in roi):
-        raise ValueError(f"{name} must be 3 sizes, each a positive multiple of {divisor} (the input of the "
+def _roi(value: Any, name: str, divisor: int, space: str, dims: int = 3) -> list[int]:
+    roi = [int(v) for v in (value if isinstance(value, (list, tuple)) else [value] * dims)]
+    if len(roi) != dims or any(v < divisor or v % divisor for v in roi):
+        raise ValueError(f"{name} must be {dims} sizes, each a positive multiple of {divisor} (the input of the "
                          f"{space!r} space's network), got {value}.")
     return roi
+
+
+def _network_input(net: Any, network: BundleNetwork) -> tuple[int, BundleNetwork]:
+    """``(spatial sizes, space)`` of the built network's input: a network that knows its own ``spatial_dims`` and
+    ``divisor`` (MB-NAS: 2D or 3D, ``2 ** deepest level`` of its encoding) refines the space's 3 sizes and divisor;
+    the returned space carries the divisor into the documents."""
+    own = getattr(net, "divisor", None)
+    divisor = math.lcm(int(network.divisor), int(own)) if isinstance(own, int) and own > 0 else int(network.divisor)
+    return int(getattr(net, "spatial_dims", 3)), dataclasses.replace(network, divisor=divisor)
+
+
+def _aliased(stored: dict[str, Any], given: Mapping[str, Any], source: str, weights: Any) -> dict[str, Any]:
+    """``stored`` with the settings :data:`RUN_ALIASES` names filled in from their aliases.
+
+    Raises:
+        ValueError: a given value of a checked setting that contradicts its alias (naming both and the file).
+    """
+    from vnas_monai.bundle.settings import CHECKED_SETTINGS
+
+    out = dict(stored)
+    for key, alias in RUN_ALIASES.items():
+        if key in stored or alias not in stored:
+            continue
+        if key in CHECKED_SETTINGS and key in given and given[key] != stored[alias]:
+            raise ValueError(f"{key}={given[key]!r} contradicts the training run of {weights}: it was trained with "
+                             f"{alias}={stored[alias]!r} ({source}). Leave --{key} out to use the stored value.")
+        out[key] = stored[alias]
+    return out
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -211,7 +244,8 @@ def export_bundle(
             (width, classes and their names, channels, intensity window, spacing, patch sizes, flip axes) is read
             from beside the weights; an explicit value below that contradicts it is refused.
         arch: arch.json path (its ``space`` key names the search space, default V-NAS) or V-NAS preset of the
-            trained network; default: the checkpoint's ``arch_code`` (V-NAS weights carry it).
+            trained network; default: the encoding the run's ``settings.json`` records with its space (NAS-3D-U-Net,
+            MB-NAS), else the checkpoint's ``arch_code`` (V-NAS weights carry it).
         bundle_dir: the source bundle whose settings and metadata are exported (``in_channels``, ``num_classes``,
             ``init_filters``, ``intensity_clip``, ``spacing``, ``roi_size``, label names...); None for defaults.
         labels: channel names, ``{"0": "background", "1": "pancreas"}`` or ``background,pancreas``; default: the
@@ -219,8 +253,11 @@ def export_bundle(
         num_classes, in_channels, init_filters: override the source settings (must match the checkpoint).
         intensity_clip: ``[min, max]`` window, or ``False``/``"none"`` for none (MRI); default: the source's.
         spacing: target voxel size in mm, or ``False``/``"none"`` to keep the image's; default: the source's.
-        roi_size: training patch (multiples of the space's divisor: 32 for V-NAS); default: the source's.
-        infer_roi_size: sliding-window patch (the same multiples); default: ``roi_size``.
+        roi_size: training patch, one size per spatial dimension of the network (2 for a 2D MB-NAS network), each a
+            multiple of its divisor (32 for V-NAS, ``2 ** deepest level`` for MB-NAS); default: the run's
+            (``roi_size``, or MB-NAS's ``patch_size``), else the source's.
+        infer_roi_size: inference patch (sliding window, or the in-plane window of a 2D network's slices; the same
+            multiples); default: the run's, else the source's, else ``roi_size``.
         flip_axes: spatial axes (0, 1, 2) of train.json's random flips; default: the source's. Leave out an axis
             whose flip swaps two labels (on the MSD hippocampus a flip along y swaps anterior and posterior).
         modality: ``CT`` (default when a HU window is set) or ``MR`` etc.
@@ -252,6 +289,7 @@ def export_bundle(
     given = _given(in_channels=in_channels, init_filters=init_filters, num_classes=num_classes, roi_size=roi_size,
                    infer_roi_size=infer_roi_size, flip_axes=flip_axes, intensity_clip=intensity_clip, spacing=spacing)
     check_run_settings(weights, **{k: v for k, v in given.items() if k in CHECKED_SETTINGS})
+    stored = _aliased(stored, given, stored_from, weights)
     settings.update({k: v for k, v in stored.items() if k in settings})
     settings.update({k: v for k, v in given.items() if k != "num_classes"})
     if num_classes is None:
@@ -272,10 +310,16 @@ def export_bundle(
     if isinstance(metrics, str):
         metrics = json.loads(metrics)
     state = load_state_dict(weights)
-    encoding = resolve_encoding(arch, state, checkpoint, stored.get("architecture"))
+    # MB-NAS's retraining records its encoding as "encoding" (V-NAS and NAS-3D-U-Net runs as "architecture")
+    encoding = resolve_encoding(arch, state, checkpoint, stored.get("architecture", stored.get("encoding")))
     space = get_space(encoding.space)
     network = space.bundle_network()
     settings.update({k: stored[k] for k in network.settings_keys if k in stored})
+    lacking = [key for key in configs.network_keys(network) if key not in settings]
+    if lacking:
+        raise ValueError(f"the training run of {weights} does not record {', '.join(lacking)}, which the "
+                         f"{space.name!r} network needs ({stored_from or 'no settings.json beside the weights'}): "
+                         f"export the model.pt of a {network.title} training run, with its settings.json.")
     if network.output_labels is not None:  # e.g. sigmoid regions: the written label values are the space's
         labels_def = {str(k): str(v) for k, v in network.output_labels(settings).items()}
         if explicit_labels is not None and (list(label_names(explicit_labels, source, None).values())
@@ -290,11 +334,6 @@ def export_bundle(
         settings["num_classes"] = len(labels_def)
     for key in ("in_channels", "init_filters"):
         settings[key] = int(settings[key])
-    settings["roi_size"] = _roi(settings["roi_size"], "roi_size", network.divisor, space.name)
-    settings["infer_roi_size"] = _roi(
-        infer_roi_size if infer_roi_size is not None else settings["infer_roi_size"] or settings["roi_size"],
-        "infer_roi_size", network.divisor, space.name,
-    )
     if modality is None:
         src_inputs = source.get("network_data_format", {}).get("inputs", {})
         modality = next(iter(src_inputs.values()), {}).get("modality") if src_inputs else None
@@ -312,6 +351,12 @@ def export_bundle(
             f"{encoding.summary()}, in_channels={settings['in_channels']}, out_channels={settings['num_classes']}, "
             f"init_filters={settings['init_filters']}): {err}"
         ) from err
+    dims, network = _network_input(net, network)
+    settings["roi_size"] = _roi(settings["roi_size"], "roi_size", network.divisor, space.name, dims)
+    settings["infer_roi_size"] = _roi(
+        infer_roi_size if infer_roi_size is not None else settings["infer_roi_size"] or settings["roi_size"],
+        "infer_roi_size", network.divisor, space.name, dims,
+    )
 
     out = Path(output_dir)
     if out.exists() and not overwrite:

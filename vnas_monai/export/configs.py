@@ -14,7 +14,19 @@ from typing import Any
 from vnas_monai.bundle.configs import preprocessing
 from vnas_monai.spaces import BundleNetwork
 
-__all__ = ["inference_config", "train_config"]
+__all__ = ["inference_config", "network_keys", "train_config"]
+
+#: the bundle keys every exported config defines for the space's ``network_def``
+_GENERIC_KEYS = ("in_channels", "num_classes", "init_filters")
+
+
+def network_keys(network: BundleNetwork) -> list[str]:
+    """The bundle keys that the space's ``network_def`` refers to beyond the generic ``in_channels``, ``num_classes``
+    and ``init_filters`` (``"@spatial_dims"`` gives ``spatial_dims``), in its order: the export takes them from the
+    run's settings (the space's ``settings_keys``) and writes them into the configs beside the generic ones."""
+    entry = network.network_def("@arch_file")
+    refs = [v[1:] for v in entry.values() if isinstance(v, str) and v.startswith("@") and v != "@arch_file"]
+    return [key for key in refs if key not in _GENERIC_KEYS]
 
 
 def _common(settings: Mapping[str, Any], network: BundleNetwork) -> dict[str, Any]:
@@ -27,6 +39,7 @@ def _common(settings: Mapping[str, Any], network: BundleNetwork) -> dict[str, An
         "in_channels": settings["in_channels"],
         "num_classes": settings["num_classes"],
         "init_filters": settings["init_filters"],
+        **{key: settings[key] for key in network_keys(network)},
         "intensity_clip": settings["intensity_clip"],
         "spacing": settings["spacing"],
         "network_def": network.network_def("@arch_file"),

@@ -26,6 +26,20 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def input_description(settings: Mapping[str, Any], modality: str) -> str:
+    """The exported inference's preprocessing in words (metadata ``image_classes``, the README's input line) for the
+    default pipeline; a space whose ``adapt_config`` changes the preprocessing rewrites ``image_classes``."""
+    channels, clip = int(settings["in_channels"]), settings["intensity_clip"]
+    steps = [("single channel" if channels == 1 else f"{channels} channels of") + f" {modality} intensity",
+             "reoriented to RAS"]
+    if settings["spacing"]:
+        steps.append(f"resampled to {list(settings['spacing'])} mm")
+    if clip:
+        steps.append(f"clipped to [{clip[0]}, {clip[1]}]")
+    steps.append("z-normalised per case")
+    return ", ".join(steps)
+
+
 def metadata_config(
     settings: Mapping[str, Any],
     source: Mapping[str, Any],
@@ -73,11 +87,7 @@ def metadata_config(
         "copyright": source.get("copyright", "Copyright (c) vnas_monai developers"),
         "data_source": data_source or source.get("data_source", "see docs/README.md"),
         "data_type": source.get("data_type", "nifti"),
-        "image_classes": (
-            f"single channel {modality} intensity"
-            + (f", clipped to [{clip[0]}, {clip[1]}]" if clip else "")
-            + " and z-normalised per case"
-        ),
+        "image_classes": input_description(settings, modality),
         "label_classes": ", ".join(f"{k}: {v}" for k, v in labels.items()),
         "pred_classes": ", ".join(f"{k}: {v}" for k, v in labels.items()),
         "intended_use": source.get("intended_use", "Research only"),
@@ -115,6 +125,19 @@ def metadata_config(
     return meta
 
 
+def _training(settings: Mapping[str, Any]) -> str:
+    """The README's account of the default exported train.json (:func:`vnas_monai.export.configs.train_config`)."""
+    axes = settings.get("flip_axes", [])
+    flips = f"random flips along axes {list(axes)} (`flip_axes`)" if axes else "no flips (`flip_axes` is empty)"
+    return f"""`configs/train.json` (run id `run`): MONAI `SupervisedTrainer`, Dice + cross-entropy loss, SGD
+(momentum 0.9, weight decay 5e-4) with polynomial learning-rate decay (power 0.9), random {settings['roi_size']}
+patches (positive/negative crops, {flips}), validation by sliding window; the best validation Dice is saved to
+`models/model.pt`. `dataset_dir` is a dataset in the MSD layout (`dataset.json`, `imagesTr/`, `labelsTr/`) or
+the NIH Pancreas-CT download layout; or override `train#dataset#data` and `validate#dataset#data` with datalists.
+The exported weights come from the vnas_monai pipeline (architecture search, then retraining of the searched
+architecture)."""
+
+
 def bundle_readme(
     meta: Mapping[str, Any],
     settings: Mapping[str, Any],
@@ -132,18 +155,8 @@ def bundle_readme(
         else "No evaluation was recorded for these weights at export time (`--metrics` was not given). "
         "Evaluate them on your own held-out cases before use."
     )
-    clip = settings["intensity_clip"]
-    steps = [f"{settings['in_channels']} channel(s) of {meta['network_data_format']['inputs']['image']['modality']}"]
-    steps.append("reoriented to RAS")
-    if settings["spacing"]:
-        steps.append(f"resampled to {settings['spacing']} mm")
-    if clip:
-        steps.append(f"clipped to [{clip[0]}, {clip[1]}]")
-    steps.append("z-normalised per case")
-    input_line = ", ".join(steps)
     shape = str([1, settings["in_channels"], *settings["infer_roi_size"]])
-    axes = settings.get("flip_axes", [])
-    flips = f"random flips along axes {list(axes)} (`flip_axes`)" if axes else "no flips (`flip_axes` is empty)"
+    training = network.training(settings) if network.training is not None else _training(settings)
     target = network.network_def("@arch_file")["_target_"]
     notes = "".join("\n" + textwrap.fill(line, 116, initial_indent="- ", subsequent_indent="  ")
                     for line in network.notes)
@@ -157,10 +170,10 @@ def bundle_readme(
 
 - Network: `{target}` ({network.title}), architecture in `models/arch.json` ({arch.layout().code_legend}):
   {arch.summary()}; stem width {settings['init_filters']}.
-- Input: {input_line}.
+- Input: {meta['image_classes']}.
 - Output: {len(labels)} channels, {', '.join(f'{k} = {v}' for k, v in labels.items())}; the saved segmentation holds
   the argmax label value per voxel, in the input image's grid.
-- Sliding window {settings['infer_roi_size']} (every patch size must be a multiple of {network.divisor}).
+- Inference window {settings['infer_roi_size']} (every patch size must be a multiple of {network.divisor}).
 - `models/model.pt` is a plain state dict (`torch.load(..., weights_only=True)`).{notes}
 
 ## Data
@@ -169,13 +182,7 @@ def bundle_readme(
 
 ## Training
 
-`configs/train.json` (run id `run`): MONAI `SupervisedTrainer`, Dice + cross-entropy loss, SGD (momentum 0.9,
-weight decay 5e-4) with polynomial learning-rate decay (power 0.9), random {settings['roi_size']} patches
-(positive/negative crops, {flips}), validation by sliding window; the best validation Dice is saved to
-`models/model.pt`. `dataset_dir` is a dataset in the MSD layout (`dataset.json`, `imagesTr/`, `labelsTr/`) or
-the NIH Pancreas-CT download layout; or override `train#dataset#data` and `validate#dataset#data` with datalists.
-The exported weights come from the vnas_monai pipeline (architecture search, then retraining of the searched
-architecture).
+{training}
 
     python -m monai.bundle run --config_file configs/train.json --bundle_root . --dataset_dir /data/my_dataset
 

@@ -134,4 +134,5 @@ register_space(SearchSpace("nas3dunet", encoding="vnas_monai.spaces.nas3dunet.ge
                            supernet="vnas_monai.spaces.nas3dunet.supernet:NAS3DUNetSupernet",
                            bundle="vnas_monai.spaces.nas3dunet.network:BUNDLE"))
 register_space(SearchSpace("mbnas", encoding="vnas_monai.spaces.mbnas:MBNASEncoding",
-                           network="vnas_monai.spaces.mbnas.network:build_network"))
+                           network="vnas_monai.spaces.mbnas.network:build_network",
+                           bundle="vnas_monai.spaces.mbnas.exported:BUNDLE"))

@@ -304,7 +304,10 @@ class BundleNetwork:
             channel per label (e.g. sigmoid regions); ``None``: the run's class names, channels 0 .. N-1.
         adapt_config: ``adapt_config(name, config, settings) -> config``: the space's changes to an exported config
             (``"inference"``, ``"train"``, ``"metadata"``) built for a softmax network (e.g. its own preprocessing,
-            activation, loss); ``None``: the configs as built.
+            activation, loss); ``None``: the configs as built. A changed preprocessing rewrites the metadata's
+            ``image_classes``, which the exported README's input line repeats.
+        training: ``training(settings) -> str``: the exported README's account of ``configs/train.json`` for a space
+            whose ``adapt_config`` changes its recipe; ``None``: the default recipe's account.
     """
 
     title: str
@@ -317,3 +320,4 @@ class BundleNetwork:
     settings_keys: tuple[str, ...] = ()
     output_labels: Callable[[Mapping[str, Any]], Mapping[str, str]] | None = None
     adapt_config: Callable[[str, dict, Mapping[str, Any]], dict] | None = None
+    training: Callable[[Mapping[str, Any]], str] | None = None

@@ -110,6 +110,30 @@ class MBNASNet(nn.Module):
             previous = widths[node]
         self.head = Convolution(spatial_dims, previous, out_channels, kernel_size=1, conv_only=True, bias=True)
 
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
+        """``nn.Module.load_state_dict`` that refuses the weights of another network whatever ``strict`` says:
+        MONAI Label loads ``model.pt`` with ``strict=False``, which would leave the cells it does not find at their
+        random initialisation (MB-NAS weights carry no encoding to compare, so the tensor names are the check).
+
+        Raises:
+            ValueError: the state dict lacks tensors of this network or holds tensors it has not (the weights of
+                another encoding, or of another network).
+        """
+        own = self.state_dict()
+
+        def counted(key: str) -> bool:  # BatchNorm's step counter is optional in older checkpoints
+            return not key.endswith("num_batches_tracked")
+
+        missing = [k for k in own if k not in state_dict and counted(k)]
+        unexpected = [k for k in state_dict if k not in own and counted(k)]
+        if missing or unexpected:
+            raise ValueError(
+                f"these weights are not of this MBNASNet: the state dict lacks {len(missing)} of its {len(own)} "
+                f"tensors (first: {missing[:3]}) and holds {len(unexpected)} it has not (first: {unexpected[:3]}); "
+                "they belong to another encoding or network: build MBNASNet with the encoding (arch.json) the "
+                "weights were trained with; refusing to run a partly initialised network.")
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != self.spatial_dims + 2 or any(s % self.divisor for s in x.shape[2:]):
             raise ValueError(f"expected (B, C, *spatial) with {self.spatial_dims} spatial sizes, each a multiple of "
