@@ -138,8 +138,8 @@ def test_table_and_history_figure(tmp_path):
              "architecture": refs["U-Net"].summary()}]
     md, csv_path = write_table(rows, tmp_path, "t")
     line = md.read_text().splitlines()[4]
-    assert line.startswith("| U-Net | 80.00 | 3.00 | 90.00 | 12.5 | 1,234 |") and line.count(" | ") == 8
-    assert csv_path.read_text().splitlines()[1].startswith("U-Net,0.8,3.0,0.9,12.5,1234,,,")
+    assert line.startswith("| U-Net | 80.00 |  | 3.00 | 90.00 | 12.5 | 1,234 |") and line.count(" | ") == 9
+    assert csv_path.read_text().splitlines()[1].startswith("U-Net,0.8,,3.0,0.9,12.5,1234,,,")
     png = plot_search_history({"MB-NAS": [(1, "a", 0.4), (2, "b", 0.3), (3, "c", 0.6)]}, tmp_path / "h.png",
                               reference={"start": 0.4})
     assert png.read_bytes()[:4] == b"\x89PNG"

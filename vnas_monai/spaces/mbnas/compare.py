@@ -31,8 +31,9 @@ from .presets import unet_encoding
 __all__ = ["COLUMNS", "evaluate_encoding", "reference_encodings", "run_comparison", "write_table"]
 
 #: Table 1's columns: name, header
-COLUMNS = (("method", "method"), ("dice", "DSC"), ("hd95_mm", "HD95 (mm)"), ("surface_dice", "surface Dice (2 mm)"),
-           ("mmacs", "MMAC"), ("params", "params"), ("search_score", "search score"),
+COLUMNS = (("method", "method"), ("dice", "DSC"), ("dice_std", "DSC std (seeds)"), ("hd95_mm", "HD95 (mm)"),
+           ("surface_dice", "surface Dice (2 mm)"), ("mmacs", "MMAC"), ("params", "params"),
+           ("search_score", "search score"),
            ("evaluations", "evaluations"), ("architecture", "architecture"))
 
 
@@ -94,8 +95,8 @@ def _finite(value: Any) -> Any:
 
 def _cell(key: str, value: Any) -> str:
     if value is None or value == "":
-        return "n/a" if key not in ("search_score", "evaluations") else ""
-    if key in ("dice", "surface_dice", "search_score"):
+        return "n/a" if key not in ("search_score", "evaluations", "dice_std") else ""
+    if key in ("dice", "dice_std", "surface_dice", "search_score"):
         return f"{100 * value:.2f}" if key != "search_score" else f"{value:.4f}"
     if key == "hd95_mm":
         return f"{value:.2f}"
@@ -128,10 +129,13 @@ def write_table(rows: Sequence[Mapping[str, Any]], out_dir: str | Path, title: s
 def run_comparison(trial: Any, test_cases: Sequence[Mapping[str, Any]], out_dir: str | Path,
                    budgets: Mapping[str, int], folds: Sequence[int] = (0,), seeds: Sequence[int] = (0,),
                    seed: int = 0, retrain_epochs: int | None = None, title: str = "MB-NAS comparison",
-                   num_nodes: int = NUM_NODES, max_downsamplings: int = MAX_DOWNSAMPLINGS) -> list[dict[str, Any]]:
+                   num_nodes: int = NUM_NODES, max_downsamplings: int = MAX_DOWNSAMPLINGS,
+                   retrain_seeds: Sequence[int] = (0,)) -> list[dict[str, Any]]:
     """The searches of ``budgets`` (``{"mbnas": 40, "micro": 20, "macro": 20}``, restriction -> evaluations) on
-    ``trial``'s cases, then every best network and the references retrained on all of ``trial.cases`` and evaluated
-    on ``test_cases``; writes the files of the module docstring and returns the table's rows."""
+    ``trial``'s cases, scored over ``folds`` x ``seeds``; then every best network and the references retrained on
+    all of ``trial.cases`` once per seed of ``retrain_seeds`` and evaluated on ``test_cases``. A row holds the means
+    over the retraining seeds (``dice_std``: the DSC's standard deviation over them; one short training is noisy).
+    Writes the files of the module docstring and returns the table's rows."""
     from vnas_monai.io import atomic_write_text
 
     from .figures import plot_search_history
@@ -159,14 +163,20 @@ def run_comparison(trial: Any, test_cases: Sequence[Mapping[str, Any]], out_dir:
     methods = {**encodings, **{k: (v, {}) for k, v in refs.items()}}
     rows, results = [], {}
     for name, (enc, summary) in methods.items():
-        result = evaluate_encoding(trial, enc, list(trial.cases), test_cases, seed, retrain_epochs)
-        results[name] = {**result, "search": summary}
-        keys = ("dice", "hd95_mm", "surface_dice", "mmacs", "params", "architecture")
-        rows.append({"method": name, **{k: result[k] for k in keys},
+        runs = [evaluate_encoding(trial, enc, list(trial.cases), test_cases, int(s), retrain_epochs)
+                for s in retrain_seeds]
+        results[name] = {"retrain_seeds": [int(s) for s in retrain_seeds], "runs": runs, "search": summary}
+        dice = [r["dice"] for r in runs if r["dice"] is not None]  # None: no finite case Dice
+        means = {m: _mean([math.nan if r[m] is None else r[m] for r in runs])
+                 for m in ("dice", "hd95_mm", "surface_dice")}
+        rows.append({"method": name, **means,
+                     "dice_std": float(np.std(dice)) if len(dice) > 1 else None,
+                     **{k: runs[0][k] for k in ("mmacs", "params", "architecture")},
                      "search_score": summary.get("score"), "evaluations": summary.get("evaluations")})
         atomic_write_text(out / "results.json", json.dumps(_finite(results), indent=1) + "\n")
     notes = [f"Test: {len(test_cases)} held-out volumes; DSC and surface Dice in % (mean over foreground classes, "
-             "then cases), HD95 in mm; MMAC and params at the training patch "
+             f"then cases, then the retraining seeds {[int(s) for s in retrain_seeds]}), HD95 in mm; search scores "
+             f"over folds {list(folds)} x seeds {list(seeds)}; MMAC and params at the training patch "
              f"{list(trial.patch_size)} with init_channels {trial.init_channels}. Search score: the mean validation "
              "Dice of the last 20 % epochs of the best encoding's trials (the U-Net start scored "
              f"{start_score if start_score is None else round(start_score, 4)})."]
@@ -199,6 +209,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--num_search_folds", type=int, default=5)
     p.add_argument("--budgets", default='{"mbnas": 40, "micro": 20, "macro": 20}', help="JSON restriction -> evals")
     p.add_argument("--flip_axes", type=int, nargs="*", default=[0])
+    p.add_argument("--search_folds", type=int, nargs="+", default=[0], help="inner folds of every score (paper: 5)")
+    p.add_argument("--search_seeds", type=int, nargs="+", default=[0], help="seeds of every score (paper: 3)")
+    p.add_argument("--retrain_seeds", type=int, nargs="+", default=[0], help="retrainings of every final network")
     p.add_argument("--title", default="MB-NAS comparison")
     a = p.parse_args(argv)
     splits = fold_datalists(a.dataset_dir, fold=0, num_folds=a.num_folds, seed=0, max_cases=a.max_cases)
@@ -206,8 +219,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                        tuple(a.patch_size), a.slice_size, a.intensity_clip, a.batch_size, a.learning_rate,
                        epochs=a.epochs,
                        steps_per_epoch=a.steps_per_epoch, init_channels=a.init_channels, flip_axes=tuple(a.flip_axes))
-    rows = run_comparison(trial, splits["test"], a.out_dir, json.loads(a.budgets), retrain_epochs=a.retrain_epochs,
-                          title=a.title)
+    rows = run_comparison(trial, splits["test"], a.out_dir, json.loads(a.budgets), a.search_folds, a.search_seeds,
+                          retrain_epochs=a.retrain_epochs, title=a.title, retrain_seeds=a.retrain_seeds)
     print((Path(a.out_dir) / "table.md").read_text())
     print(f"{len(rows)} methods -> {a.out_dir}")
 
