@@ -85,3 +85,17 @@ def test_bench_layout_times_every_layout(tmp_path):
     for kind in ("network", "supernet"):
         assert set(record["step_s"][kind]) == set(bench_layout.LAYOUTS)
         assert all(t > 0 for t in record["step_s"][kind].values())
+
+
+def test_mbnas_trial_noise_reports_every_seed(tmp_path):
+    """``benchmarks/mbnas_trial_noise.py`` at a tiny size on phantoms: one line per seed, every epoch validated."""
+    from vnas_monai.data import make_phantom_dataset
+
+    root = make_phantom_dataset(tmp_path / "data", num_cases=10, shape=(32, 32, 8))
+    summary = import_benchmark_script("mbnas_trial_noise").main([
+        "--dataset_dir", str(root), "--num_classes", "2", "--patch_size", "32", "32", "--batch_size", "8",
+        "--epochs", "3", "--steps_per_epoch", "2", "--init_channels", "4", "--seeds", "0", "1", "--num_nodes", "6",
+        "--max_downsamplings", "2", "--max_cases", "10"])
+    assert [r["seed"] for r in summary["runs"]] == [0, 1] and summary["batch_dice"] is True
+    assert all(len(r["val_dice"]) == 3 and r["steps"] == 6 for r in summary["runs"])
+    assert summary["score_spread"] >= 0.0 and 0.0 <= summary["score_mean"] <= 1.0

@@ -36,6 +36,12 @@ METHODS: dict[str, Callable[..., Any] | str] = {
     "vnas_random1": "vnas_monai.benchmark.vnas:train_vnas_random1",
     "vnas_random2": "vnas_monai.benchmark.vnas:train_vnas_random2",
     "vnas_random3": "vnas_monai.benchmark.vnas:train_vnas_random3",
+    # MB-NAS (Bosma et al. 2022), 2D slices on the plan's volumes: searches from the U-Net and the paper's references
+    "mbnas": "vnas_monai.spaces.mbnas.benchmark:train_mbnas_search",
+    "mbnas_micro": "vnas_monai.spaces.mbnas.benchmark:train_micro",
+    "mbnas_macro": "vnas_monai.spaces.mbnas.benchmark:train_macro",
+    "mbnas_unet": "vnas_monai.spaces.mbnas.benchmark:train_unet2d",
+    "mbnas_resunet": "vnas_monai.spaces.mbnas.benchmark:train_resunet2d",
 }
 
 

@@ -92,6 +92,11 @@ def _checked(settings: Mapping[str, Any]) -> int:
     if dims not in (2, 3):
         raise ValueError(f"spatial_dims={dims!r} in the MB-NAS training run's settings.json (beside model.pt): it "
                          "must be 2 or 3.")
+    if settings.get("preprocessing", "volume_transforms") != "volume_transforms":
+        raise ValueError(f"preprocessing={settings['preprocessing']!r} in the MB-NAS training run's settings.json: the "
+                         "network was trained on volumes preprocessed otherwise than by "
+                         "vnas_monai.data.slices.volume_transforms (e.g. by a benchmark's plan), which the exported "
+                         "inference would not reproduce; retrain it with bundles/mbnas_*/train.json to export it.")
     if "slice_size" not in settings:
         raise ValueError("the MB-NAS training run's settings.json (beside model.pt) records no slice_size (the "
                          "in-plane size its volumes were resized to, or null): export the model.pt of an MB-NAS "
@@ -158,7 +163,8 @@ def _train(config: dict, dims: int) -> dict:
     config.update(batch_size=RECIPE["batch_size"], learning_rate=RECIPE["learning_rate"],
                   poly_power=RECIPE["poly_power"], max_epochs=RECIPE["epochs"],
                   background_fraction=RECIPE["background_fraction"])
-    config["loss"] = {"_target_": "DiceLoss", "include_background": False, "softmax": True, "to_onehot_y": True}
+    config["loss"] = {"_target_": "DiceLoss", "include_background": False, "softmax": True, "to_onehot_y": True,
+                      "batch": bool(RECIPE["batch_dice"])}
     config["optimizer"] = {"_target_": "torch.optim.Adam", "params": "$@network.parameters()", "lr": "@learning_rate"}
     config["lr_scheduler"]["power"] = "@poly_power"
     train, validate = config["train"], config["validate"]
@@ -204,7 +210,8 @@ def training_text(settings: Mapping[str, Any]) -> str:
             f"§2.3): {samples} centre-fitted to {patch} (the slices with foreground plus "
             f"{RECIPE['background_fraction']:.0%} of the others, `background_fraction`), batch "
             f"{RECIPE['batch_size']}, Adam {RECIPE['learning_rate']:g} with polynomial decay (power "
-            f"{RECIPE['poly_power']:g}) per iteration, foreground soft Dice, the paper's augmentation (scaling, "
+            f"{RECIPE['poly_power']:g}) per iteration, foreground soft Dice"
+            + (" over the batch" if RECIPE["batch_dice"] else "") + ", the paper's augmentation (scaling, "
             f"shifting, rotation, flips along axes {axes}, brightness); validation on whole volumes through the "
             "inference's inferer; the best validation Dice is saved to `models/model.pt`. `dataset_dir` is a "
             "dataset in the MSD layout (`dataset.json`, `imagesTr/`, `labelsTr/`); or override "
@@ -227,7 +234,7 @@ BUNDLE = BundleNetwork(
            "preprocessing as in the retraining (`vnas_monai.data.slices.volume_transforms`): in-plane resize to the "
            "run's `slice_size`, no resampling of the voxel spacing.",
            "`MBNASNet` refuses weights whose tensors are not its own, even under `strict=False`."),
-    settings_keys=("spatial_dims", "patch_size", "slice_size", "init_channels", "act", "norm"),
+    settings_keys=("spatial_dims", "patch_size", "slice_size", "init_channels", "act", "norm", "preprocessing"),
     adapt_config=export_config,
     training=training_text,
 )
