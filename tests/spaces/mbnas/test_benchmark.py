@@ -58,3 +58,10 @@ def test_search_and_reference_through_the_benchmark_command(tmp_path):
         export_bundle(str(tmp_path / "exported"), str(tmp_path / "mbnas_tiny" / "train"),
                       bundle_dir=str(BUNDLES / "mbnas_spleen"))
     assert not (tmp_path / "exported").exists()
+    # a crashed method reruns in its folder: the search resumes from its archive (its trials' cost from the archive)
+    from vnas_monai.spaces.mbnas.benchmark import _archived_trial_s
+
+    archive = tmp_path / "mbnas_tiny" / "search"
+    lines = (archive / "trials.jsonl").read_text().splitlines()
+    assert _archived_trial_s(archive) == pytest.approx(
+        sum(json.loads(line)["wall_s"] for line in lines) / len(lines))

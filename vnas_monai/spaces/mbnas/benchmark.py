@@ -122,8 +122,8 @@ def _search(trial: Any, restriction: str, budget_s: float, out: Path, seed: int,
 
 
 def _archived_trial_s(out: Path) -> float:
-    """The mean time of the trials archived in ``out`` (a resumed search)."""
-    times = [json.loads(line).get("time_s") for line in (out / "trials.jsonl").read_text().splitlines() if line]
+    """The mean wall time of the trials archived in ``out`` (a resumed search)."""
+    times = [json.loads(line).get("wall_s") for line in (out / "trials.jsonl").read_text().splitlines() if line]
     times = [t for t in times if isinstance(t, (int, float))]
     return float(np.mean(times)) if times else 60.0
 
