@@ -22,18 +22,19 @@ __all__ = ["conv_mac_counter", "count_macs", "format_cost"]
 def conv_mac_counter(net: nn.Module) -> Iterator[list[int]]:
     """Count the convolution MACs of the forward passes of ``net`` run inside the ``with`` block.
 
-    Hooks every ``Conv3d`` and ``ConvTranspose3d`` (any subclass); the yielded one-item list holds the running total.
+    Hooks every convolution and transposed convolution, 1D to 3D (``nn.modules.conv._ConvNd``, any subclass: the 2D
+    networks of MB-NAS too); the yielded one-item list holds the running total.
     """
     total = [0]
 
     def hook(mod: nn.Module, inp: tuple, out: torch.Tensor) -> None:
         k = math.prod(mod.kernel_size)
-        if isinstance(mod, nn.ConvTranspose3d):
+        if isinstance(mod, nn.modules.conv._ConvTransposeNd):
             total[0] += inp[0].numel() * mod.out_channels * k // mod.groups
         else:
             total[0] += out.numel() * (mod.in_channels // mod.groups) * k
 
-    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d))]
+    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.modules.conv._ConvNd)]
     try:
         yield total
     finally:
@@ -42,7 +43,7 @@ def conv_mac_counter(net: nn.Module) -> Iterator[list[int]]:
 
 
 def count_macs(net: nn.Module, input_shape: Sequence[int]) -> int:
-    """MACs of one forward pass of ``net`` (on the meta device) for an input of ``input_shape`` (N, C, H, W, D).
+    """MACs of one forward pass of ``net`` (on the meta device) for an input of ``input_shape`` (N, C, *spatial).
 
     Counts convolutions and transposed convolutions, which dominate; norms, activations, pooling and
     interpolation are ignored (as in the usual MAC tables).

@@ -48,7 +48,7 @@ def test_search_and_reference_through_the_benchmark_command(tmp_path):
     assert {r["method"] for r in rows} == {"mbnas_tiny", "mbnas_unet_tiny"}
     assert all(0.0 <= r["dice_mean"] <= 100.0 for r in rows if r["class"] == "mean"), rows
     meta = json.loads((tmp_path / "mbnas_tiny" / "result.json").read_text())["meta"]
-    assert meta["search"]["evaluations"] >= 1 and meta["steps"] >= 1 and meta["params"] > 0
+    assert meta["search"]["evaluations"] >= 1 and meta["steps"] >= 1 and meta["params"] > 0 and meta["macs"] > 0
     assert meta["train_time_s"] <= 0.4 * 60 * 1.5  # the budget holds (search, then retraining, stops at it)
     assert (tmp_path / "mbnas_tiny" / "search" / "trials.jsonl").is_file()
     settings = json.loads((tmp_path / "mbnas_tiny" / "train" / "settings.json").read_text())
