@@ -98,7 +98,8 @@ def train_budgeted(
             ``min(ema_decay, (1 + t) / (10 + t))`` at step ``t``) and leave the model holding it at the end.
 
     Returns:
-        ``{"steps", "epochs", "train_time_s", "final_loss", "mean_loss_last_100"}``.
+        ``{"steps", "epochs", "train_time_s", "final_loss", "mean_loss_last_100", "precision"}`` (``precision``: the
+        one in effect, ``auto`` resolved).
     """
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {sorted(SCHEDULES)}, got {schedule!r}.")
@@ -116,7 +117,7 @@ def train_budgeted(
         if ema is not None:
             ema.copy_to(model)
     model.eval()
-    return stats
+    return {**stats, "precision": policy.name}
 
 
 class WeightAverage:
