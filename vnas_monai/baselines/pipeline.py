@@ -128,10 +128,14 @@ def make_loader(
                       generator=torch.Generator().manual_seed(seed), drop_last=len(cases) >= 2 * batch)
 
 
-def eval_dataset(cases: Sequence[Mapping[str, Any]], plan: Mapping[str, Any]) -> Any:
-    """Cached preprocessed held-out cases (no padding or indices): image (1, *shape) and label (1, *shape) on the
-    plan's grid."""
+def eval_transforms(plan: Mapping[str, Any]) -> list:
+    """The plan's preprocessing of whole cases (no padding or indices): image (C, *shape) and label (1, *shape) on
+    the plan's grid."""
     from monai import transforms as T
 
-    xs = [x for x in preprocessing(plan, indices=False) if not isinstance(x, T.SpatialPadd)]
-    return _cached(cases, xs)
+    return [x for x in preprocessing(plan, indices=False) if not isinstance(x, T.SpatialPadd)]
+
+
+def eval_dataset(cases: Sequence[Mapping[str, Any]], plan: Mapping[str, Any]) -> Any:
+    """Cached preprocessed held-out cases (:func:`eval_transforms`)."""
+    return _cached(cases, eval_transforms(plan))

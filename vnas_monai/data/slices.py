@@ -103,9 +103,19 @@ def _case_name(path: Any) -> str:
     return case_name(str(path))
 
 
-def load_volumes(cases: Sequence[Mapping[str, Any]], in_channels: int, slice_size: Sequence[int] | None = None,
-                 intensity_clip: Sequence[float] | None = None) -> list[Volume]:
+def load_volumes(cases: Sequence[Mapping[str, Any]], in_channels: int | None, slice_size: Sequence[int] | None = None,
+                 intensity_clip: Sequence[float] | None = None, transforms: Any = None,
+                 transforms_key: str | None = None) -> list[Volume]:
     """The preprocessed volumes of ``cases`` (``{"image", "label"}`` paths), cached per process.
+
+    Args:
+        cases: ``{"image", "label"}`` paths.
+        in_channels: the image channels every case must have; ``None``: not checked.
+        slice_size, intensity_clip: of :func:`volume_transforms`.
+        transforms: ``transforms()`` -> a MONAI dictionary-transform chain that replaces :func:`volume_transforms`
+            (``slice_size`` and ``intensity_clip`` then unused), e.g. a benchmark plan's preprocessing; called only
+            when the cases are not cached.
+        transforms_key: what identifies ``transforms`` in the cache (required with it).
 
     Raises:
         ValueError: an image with another number of channels than ``in_channels``, or a label whose grid differs
@@ -113,17 +123,20 @@ def load_volumes(cases: Sequence[Mapping[str, Any]], in_channels: int, slice_siz
     """
     from monai.transforms import Compose
 
-    key = (tuple((str(c["image"]), str(c["label"])) for c in cases), int(in_channels),
-           None if slice_size is None else tuple(slice_size), None if intensity_clip is None else tuple(intensity_clip))
+    if transforms is not None and transforms_key is None:
+        raise ValueError("load_volumes: transforms needs a transforms_key that identifies it in the cache.")
+    key = (tuple((str(c["image"]), str(c["label"])) for c in cases), in_channels,
+           None if slice_size is None else tuple(slice_size), None if intensity_clip is None else tuple(intensity_clip),
+           transforms_key)
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]
-    load = Compose(volume_transforms(True, slice_size, intensity_clip))
+    load = Compose(transforms() if transforms is not None else volume_transforms(True, slice_size, intensity_clip))
     volumes = []
     for case in cases:
         data = load({"image": case["image"], "label": case["label"]})
         image, label = data["image"], data["label"]
-        if image.shape[0] != in_channels:
+        if in_channels is not None and image.shape[0] != in_channels:
             raise ValueError(f"{case['image']} has {image.shape[0]} channel(s) but in_channels={in_channels} "
                              "(bundle key 'in_channels').")
         if tuple(image.shape[1:]) != tuple(label.shape[1:]):

@@ -47,13 +47,10 @@ from . import configs
 from .docs import bundle_readme, metadata_config
 from .source import label_names, read_source_settings
 
-__all__ = ["DEFAULT_SPACE", "RUN_ALIASES", "build_network", "export_bundle", "resolve_encoding"]
+__all__ = ["DEFAULT_SPACE", "build_network", "export_bundle", "resolve_encoding"]
 
 #: the space of arch.json files without a ``space`` key, of presets and of weights that carry ``arch_code``
 DEFAULT_SPACE = "vnas"
-#: export setting -> the name a training run's settings.json may record it under instead (MB-NAS's retraining
-#: records its stem width as ``init_channels`` and its one patch, of training and of inference, as ``patch_size``)
-RUN_ALIASES = {"init_filters": "init_channels", "roi_size": "patch_size", "infer_roi_size": "patch_size"}
 
 
 def resolve_encoding(arch: Any, state: Mapping[str, Any], checkpoint: Any, stored: Any = None) -> Any:
@@ -119,22 +116,25 @@ def _network_input(net: Any, network: BundleNetwork) -> tuple[int, BundleNetwork
     return int(getattr(net, "spatial_dims", 3)), dataclasses.replace(network, divisor=divisor)
 
 
-def _aliased(stored: dict[str, Any], given: Mapping[str, Any], source: str, weights: Any) -> dict[str, Any]:
-    """``stored`` with the settings :data:`RUN_ALIASES` names filled in from their aliases.
+def _aliased(stored: Mapping[str, Any], given: Mapping[str, Any], source: str, weights: Any,
+             aliases: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    """The export settings the run records only under the space's ``aliases`` (``BundleNetwork.run_aliases``) and
+    that are not ``given``.
 
     Raises:
         ValueError: a given value of a checked setting that contradicts its alias (naming both and the file).
     """
     from vnas_monai.bundle.settings import CHECKED_SETTINGS
 
-    out = dict(stored)
-    for key, alias in RUN_ALIASES.items():
+    out = {}
+    for key, alias in aliases:
         if key in stored or alias not in stored:
             continue
         if key in CHECKED_SETTINGS and key in given and given[key] != stored[alias]:
             raise ValueError(f"{key}={given[key]!r} contradicts the training run of {weights}: it was trained with "
                              f"{alias}={stored[alias]!r} ({source}). Leave --{key} out to use the stored value.")
-        out[key] = stored[alias]
+        if key not in given:
+            out[key] = stored[alias]
     return out
 
 
@@ -289,7 +289,6 @@ def export_bundle(
     given = _given(in_channels=in_channels, init_filters=init_filters, num_classes=num_classes, roi_size=roi_size,
                    infer_roi_size=infer_roi_size, flip_axes=flip_axes, intensity_clip=intensity_clip, spacing=spacing)
     check_run_settings(weights, **{k: v for k, v in given.items() if k in CHECKED_SETTINGS})
-    stored = _aliased(stored, given, stored_from, weights)
     settings.update({k: v for k, v in stored.items() if k in settings})
     settings.update({k: v for k, v in given.items() if k != "num_classes"})
     if num_classes is None:
@@ -310,10 +309,10 @@ def export_bundle(
     if isinstance(metrics, str):
         metrics = json.loads(metrics)
     state = load_state_dict(weights)
-    # MB-NAS's retraining records its encoding as "encoding" (V-NAS and NAS-3D-U-Net runs as "architecture")
-    encoding = resolve_encoding(arch, state, checkpoint, stored.get("architecture", stored.get("encoding")))
+    encoding = resolve_encoding(arch, state, checkpoint, stored.get("architecture"))
     space = get_space(encoding.space)
     network = space.bundle_network()
+    settings.update(_aliased(stored, given, stored_from, weights, network.run_aliases))
     settings.update({k: stored[k] for k in network.settings_keys if k in stored})
     lacking = [key for key in configs.network_keys(network) if key not in settings]
     if lacking:

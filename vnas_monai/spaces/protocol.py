@@ -308,6 +308,9 @@ class BundleNetwork:
             ``image_classes``, which the exported README's input line repeats.
         training: ``training(settings) -> str``: the exported README's account of ``configs/train.json`` for a space
             whose ``adapt_config`` changes its recipe; ``None``: the default recipe's account.
+        run_aliases: ``(export setting, run setting)`` pairs: the names under which the space's training runs record
+            export settings (e.g. MB-NAS's stem width ``init_channels`` for ``init_filters``); the export reads a
+            setting from its alias when the run lacks the setting itself.
     """
 
     title: str
@@ -321,3 +324,4 @@ class BundleNetwork:
     output_labels: Callable[[Mapping[str, Any]], Mapping[str, str]] | None = None
     adapt_config: Callable[[str, dict, Mapping[str, Any]], dict] | None = None
     training: Callable[[Mapping[str, Any]], str] | None = None
+    run_aliases: tuple[tuple[str, str], ...] = ()

@@ -43,13 +43,13 @@ TRIAL_EPOCHS, TRIAL_STEPS = 8, 16
 BATCH_SIZE, LEARNING_RATE, INIT_CHANNELS = 32, 1e-2, 8
 #: the network's depth: 10 nodes, at most 4 halvings (the paper's), so the in-plane patch is a multiple of 16
 NUM_NODES, MAX_DOWNSAMPLINGS = 10, 4
-_VOLUMES: dict[str, list] = {}
 
 
 class PlanVolumes:
     """The trial's volumes (:class:`vnas_monai.data.slices.Volume`) preprocessed by the benchmark's plan (the
-    pipeline of :func:`vnas_monai.baselines.pipeline.eval_dataset`), cached per process; picklable, so a Dask worker
-    preprocesses its own copy.
+    pipeline of :func:`vnas_monai.baselines.pipeline.eval_transforms`), through
+    :func:`vnas_monai.data.slices.load_volumes` and its per-process cache; picklable, so a Dask worker preprocesses
+    its own copy.
 
     Args:
         plan: the benchmark's plan.
@@ -59,20 +59,11 @@ class PlanVolumes:
         self.plan = dict(plan)
 
     def __call__(self, cases: Sequence[Mapping[str, Any]]) -> list:
-        from vnas_monai.baselines.pipeline import eval_dataset
-        from vnas_monai.bundle.datalists import case_name
-        from vnas_monai.data.slices import Volume
+        from vnas_monai.baselines.pipeline import eval_transforms
+        from vnas_monai.data.slices import load_volumes
 
-        key = json.dumps([self.plan, [(str(c["image"]), str(c["label"])) for c in cases]], sort_keys=True)
-        if key not in _VOLUMES:
-            data = eval_dataset(cases, self.plan)
-            _VOLUMES.clear()  # one case list at a time: the trial's, then the retraining's
-            _VOLUMES[key] = [
-                Volume(np.ascontiguousarray(np.asarray(item["image"]), dtype=np.float32),
-                       np.ascontiguousarray(np.asarray(item["label"])[0].round(), dtype=np.uint8),
-                       case_name(case["image"]), tuple(float(s) for s in self.plan["spacing"]))
-                for case, item in zip(cases, (data[i] for i in range(len(data))))]
-        return _VOLUMES[key]
+        return load_volumes(cases, None, transforms=lambda: eval_transforms(self.plan),
+                            transforms_key="plan:" + json.dumps(self.plan, sort_keys=True))
 
 
 class SliceWise(nn.Module):

@@ -12,19 +12,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn as nn
 
 from vnas_monai.networks.cost import count_macs
 
 from .network import EncodingSpec, build_network
 
-__all__ = ["cost_report", "network_macs"]
-
-
-def network_macs(net: nn.Module, input_shape: Sequence[int]) -> int:
-    """Convolution MACs of one forward pass of a 2D or 3D ``net`` (on the meta device) for an input of
-    ``input_shape`` (B, C, *spatial)."""
-    return count_macs(net, input_shape)
+__all__ = ["cost_report"]
 
 
 def cost_report(encoding: EncodingSpec, roi_size: Sequence[int] = (128, 128), in_channels: int = 1,
@@ -39,6 +32,6 @@ def cost_report(encoding: EncodingSpec, roi_size: Sequence[int] = (128, 128), in
         net = build_network(encoding, len(roi_size), in_channels, out_channels, init_channels, **kwargs)
     net.eval()
     params = sum(p.numel() for p in net.parameters())
-    macs = network_macs(net, (1, in_channels, *roi_size))
+    macs = count_macs(net, (1, in_channels, *roi_size))
     return {"architecture": net.encoding.summary(), "roi_size": list(roi_size), "init_channels": init_channels,
             "params": params, "macs": macs, "mmacs": macs / 1e6, "gmacs": macs / 1e9}

@@ -237,4 +237,6 @@ BUNDLE = BundleNetwork(
     settings_keys=("spatial_dims", "patch_size", "slice_size", "init_channels", "act", "norm", "preprocessing"),
     adapt_config=export_config,
     training=training_text,
+    # the retraining records its stem width as init_channels and its one patch (training and inference) as patch_size
+    run_aliases=(("init_filters", "init_channels"), ("roi_size", "patch_size"), ("infer_roi_size", "patch_size")),
 )

@@ -188,7 +188,7 @@ def retrain(trial: Any, cases: Sequence[Mapping[str, Any]], arch: Any, output_di
                       num_classes=recipe.num_classes, init_channels=recipe.init_channels,
                       patch_size=list(recipe.patch_size), slice_size=recipe.slice_size,
                       intensity_clip=recipe.intensity_clip, class_names=list(class_names) if class_names else None,
-                      act=recipe.act, norm=recipe.norm, seed=int(seed), training=info, encoding=enc.to_dict(),
+                      act=recipe.act, norm=recipe.norm, seed=int(seed), training=info, architecture=enc,
                       # the export rebuilds volume_transforms; another preprocessing (the benchmark's plan) is named
                       preprocessing="volume_transforms" if recipe.volumes is None else type(recipe.volumes).__name__)
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
