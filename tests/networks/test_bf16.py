@@ -1,5 +1,6 @@
 """bfloat16 autocast through V-NAS networks: every candidate agrees with float32, activations stay bf16 end to end
-(no silent float32 promotion by pools, mixing weights or concatenations), and the auto layout is NCDHW in bf16."""
+(no silent float32 promotion by pools, mixing weights or concatenations), and the auto layout (NCDHW for bf16
+training, channels-last otherwise)."""
 
 from __future__ import annotations
 
@@ -99,14 +100,20 @@ def test_pools_keep_dtype_under_autocast_and_equal_plain_pool():
     assert MaxPool3d(2, 2)(meta).shape == (1, 1, 2, 2, 2)
 
 
-def test_auto_layout_is_ncdhw_in_bf16_and_channels_last_in_fp32():
+def test_auto_layout_on_cpu_channels_last_except_bf16_training():
     conv = SliceConv3d(4, 4, (3, 3, 1), padding=(1, 1, 0), memory_format="auto")
     x = torch.randn(1, 4, 8, 8, 4)
     assert conv.channels_last_for(x)
+    assert conv.form_for(x, True) == "dilated"  # float32 channels-last: the 3x3x1 kernel as a dilated conv2d
     with torch.autocast(**BF16):
-        assert not conv.channels_last_for(x)
+        assert not conv.channels_last_for(x)  # bf16 training: NCDHW
         y = conv(x)
+        with torch.no_grad():  # bf16 inference: channels-last, oneDNN's conv for every kind
+            assert conv.channels_last_for(x) and conv.form_for(x, True) == "conv3d"
+            z = conv(x)
     assert y.is_contiguous() and y.dtype == torch.bfloat16
+    assert z.is_contiguous(memory_format=torch.channels_last_3d) and z.dtype == torch.bfloat16
+    torch.testing.assert_close(z.float(), y.float(), rtol=0.02, atol=0.02)
 
 
 def test_bf16_search_gradients_reach_alpha_and_every_weight():

@@ -110,6 +110,7 @@ def test_auto_picks_the_measured_forms():
     assert auto_form("pointwise", "cpu", True) == "matmul"
     assert auto_form("in_plane", "cpu", True) == "dilated"
     assert auto_form("full", "cpu", True) == "conv3d"
+    assert {auto_form(k, "cpu", True, bf16=True) for k in AUTO_TABLE["cpu"]} == {"conv3d"}
     assert auto_form("pointwise", "cuda", True) == "conv3d"
     # a form that does not apply to a kernel falls back to conv3d
     _, conv = _pair((3, 3, 3), (1, 1, 1), "matmul", "preserve")

@@ -70,17 +70,20 @@ class ConvMemoryFormat(StrEnum):
     - ``channels_last``: convert the input (a no-op when it already is) and compute in ``channels_last_3d``
       (N, H, W, D, C in memory); the output is channels-last, so the norm, activation, pooling and concatenation
       after it stay channels-last and the next convolution converts nothing.
-    - ``auto``: ``channels_last`` on CPU in float32, where it was measured faster (see :data:`AUTO_TABLE`);
-      NCDHW on CPU under bfloat16 autocast, where channels-last is slower (supernet search step at
-      ``init_filters`` 16, 64x64x64, batch 2: 0.62 s NCDHW against 0.97 s channels-last; bf16 batch norm over odd
-      channel counts such as the decoder's 21 is 6x slower channels-last); ``preserve`` elsewhere (not measured
-      here; ``benchmarks/bench_search.py`` measures it on a GPU).
+    - ``auto``: on CPU, ``channels_last`` (measured faster in float32, and in bfloat16 without gradients, i.e. in
+      inference and evaluation), NCDHW for bfloat16 training (with two threads, the channels-last batch-norm and
+      ReLU backward kernels over odd channel counts, e.g. the decoder's 5, 21 or 35, are 3x to 6x slower than NCDHW
+      and cost more than the convolutions gain; with one thread channels-last is faster, see
+      :func:`vnas_monai.networks.layers.computing_layout` to force it); ``preserve`` elsewhere (not measured here;
+      ``benchmarks/bench_search.py`` measures it on a GPU).
     """
 
     PRESERVE = "preserve"
     CHANNELS_LAST = "channels_last"
     AUTO = "auto"
 
+
+_KINDS = ("pointwise", "in_plane", "in_plane_strided", "through_plane", "full")
 
 #: The form ``impl="auto"`` runs, by device regime and kernel kind (:func:`kernel_kind`).
 #:
@@ -104,11 +107,14 @@ class ConvMemoryFormat(StrEnum):
 #:   channel counts (1x1x1 128->32 at 8x8x4: up to 20x the channels-last time). Hence ``ConvMemoryFormat.AUTO``
 #:   computes channels-last on CPU.
 #:
-#: - **bfloat16 under CPU autocast** (the ``precision: auto`` default on AMX CPUs) computes NCDHW
-#:   (:class:`ConvMemoryFormat`), where ``conv3d`` is the fastest form of every kind: summed forward + backward of
-#:   every distinct convolution of the supernet (``init_filters`` 16, 64x64x64, batch 2, 1 thread), ``conv3d`` /
-#:   alternative: pointwise 258 ms / 372 ms ``matmul``, 272 ms ``dilated``; in-plane 134 ms / 136 ms ``dilated``,
-#:   209 ms ``slices``; through-plane 39 ms / 40 ms ``planes``; strided in-plane 28 ms / 34 ms ``slices``.
+#: - **bfloat16 under CPU autocast** (the ``precision: auto`` default on AMX CPUs): ``conv3d`` is the fastest form of
+#:   every kind in either layout (oneDNN's AMX kernels). NCDHW, summed forward + backward of every distinct
+#:   convolution of the supernet (``init_filters`` 16, 64x64x64, batch 2, 1 thread), ``conv3d`` / alternative:
+#:   pointwise 258 ms / 372 ms ``matmul``, 272 ms ``dilated``; in-plane 134 ms / 136 ms ``dilated``, 209 ms
+#:   ``slices``; through-plane 39 ms / 40 ms ``planes``; strided in-plane 28 ms / 34 ms ``slices``. Channels-last
+#:   (bf16 inference, and training under :func:`~vnas_monai.networks.layers.computing_layout`): the whole search step
+#:   with ``matmul`` for 1x1x1 or ``dilated`` for 3x3x1 was 3-5 % slower than with ``conv3d`` for every kind, the
+#:   hippocampus retraining step (32x64x32, batch 2) 2 % slower (1 thread, interleaved in one process).
 #:
 #: On CUDA nothing is measured here: ``conv3d`` (cuDNN) for every kernel, in the given layout.
 AUTO_TABLE: dict[str, dict[str, str]] = {
@@ -119,8 +125,9 @@ AUTO_TABLE: dict[str, dict[str, str]] = {
         "through_plane": "conv3d",
         "full": "conv3d",
     },
-    "cpu": {k: "conv3d" for k in ("pointwise", "in_plane", "in_plane_strided", "through_plane", "full")},
-    "other": {k: "conv3d" for k in ("pointwise", "in_plane", "in_plane_strided", "through_plane", "full")},
+    "cpu_channels_last_bf16": {k: "conv3d" for k in _KINDS},
+    "cpu": {k: "conv3d" for k in _KINDS},
+    "other": {k: "conv3d" for k in _KINDS},
 }
 
 #: which forms compute which kernel kinds (a form asked for another kind falls back to conv3d)
@@ -169,9 +176,12 @@ def kernel_kind(conv: nn.Conv3d) -> str:
     return "full"
 
 
-def auto_form(kind: str, device_type: str, channels_last: bool) -> str:
-    """The form ``impl="auto"`` runs for a kernel ``kind`` on ``device_type`` in the given layout."""
-    regime = "other" if device_type != "cpu" else ("cpu_channels_last" if channels_last else "cpu")
+def auto_form(kind: str, device_type: str, channels_last: bool, bf16: bool = False) -> str:
+    """The form ``impl="auto"`` runs for a kernel ``kind`` on ``device_type`` in the given layout (``bf16``: under
+    CPU bfloat16 autocast)."""
+    regime = "cpu" if device_type == "cpu" else "other"
+    if regime == "cpu" and channels_last:
+        regime = "cpu_channels_last_bf16" if bf16 else "cpu_channels_last"
     return AUTO_TABLE[regime].get(kind, "conv3d")
 
 
@@ -198,6 +208,7 @@ class SliceConv3d(nn.Conv3d):
         self.applicable = [form for form, kinds in _APPLIES.items() if self.kind in kinds]
         # the auto choice per regime, resolved once (TorchScript has no module-level tables)
         self.auto_cpu_cl = auto_form(self.kind, "cpu", True)
+        self.auto_cpu_cl_bf16 = auto_form(self.kind, "cpu", True, bf16=True)
         self.auto_cpu = auto_form(self.kind, "cpu", False)
         self.auto_other = auto_form(self.kind, "cuda", False)
 
@@ -208,10 +219,13 @@ class SliceConv3d(nn.Conv3d):
     def _cpu_bf16_autocast(self) -> bool:
         return torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
 
-    def _bf16_height_bug(self, x: torch.Tensor) -> bool:
-        if torch.jit.is_scripting() or x.device.type != "cpu" or not self.kernel_size[0] > x.shape[2] > 1:
+    def _cpu_bf16(self) -> bool:
+        if torch.jit.is_scripting():  # TorchScript skips the branch below only behind an `if`
             return False
         return self._cpu_bf16_autocast()
+
+    def _bf16_height_bug(self, x: torch.Tensor) -> bool:
+        return x.device.type == "cpu" and self.kernel_size[0] > x.shape[2] > 1 and self._cpu_bf16()
 
     @torch.jit.unused
     def _conv_fp32(self, x, w):  # unannotated: TorchScript reads the signature of unused methods as Tensors
@@ -228,9 +242,7 @@ class SliceConv3d(nn.Conv3d):
         if self.memory_format == "channels_last":
             return True
         if self.memory_format == "auto" and x.device.type == "cpu":
-            if torch.jit.is_scripting():
-                return True
-            return not self._cpu_bf16_autocast()
+            return not (torch.is_grad_enabled() and self._cpu_bf16())
         # "preserve" (or "auto" off CPU): strictly channels-last inputs only (C = 1 inputs are both)
         return x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous()
 
@@ -239,7 +251,9 @@ class SliceConv3d(nn.Conv3d):
         form = self.impl
         if form == "auto":
             if x.device.type == "cpu":
-                form = self.auto_cpu_cl if channels_last else self.auto_cpu
+                form = self.auto_cpu
+                if channels_last:
+                    form = self.auto_cpu_cl_bf16 if self._cpu_bf16() else self.auto_cpu_cl
             else:
                 form = self.auto_other
         return form if form in self.applicable else "conv3d"
