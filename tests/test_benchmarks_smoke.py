@@ -99,3 +99,34 @@ def test_mbnas_trial_noise_reports_every_seed(tmp_path):
     assert [r["seed"] for r in summary["runs"]] == [0, 1] and summary["batch_dice"] is True
     assert all(len(r["val_dice"]) == 3 and r["steps"] == 6 for r in summary["runs"])
     assert summary["score_spread"] >= 0.0 and 0.0 <= summary["score_mean"] <= 1.0
+
+
+def test_make_thick_slice_averages_images_keeps_middle_labels_and_world_position(tmp_path):
+    import nibabel as nib
+    import numpy as np
+
+    script = import_benchmark_script("make_thick_slice")
+    src = tmp_path / "src"
+    (src / "imagesTr").mkdir(parents=True)
+    (src / "labelsTr").mkdir()
+    affine = np.diag([1.0, 1.5, 2.0, 1.0])
+    affine[:3, 3] = [10.0, -5.0, 3.0]
+    img = np.arange(4 * 5 * 7, dtype=np.float32).reshape(4, 5, 7)
+    lab = (np.arange(7)[None, None, :] % 3 == 1).astype(np.uint8) * np.ones((4, 5, 1), np.uint8)
+    nib.save(nib.Nifti1Image(img, affine), src / "imagesTr" / "c_001.nii.gz")
+    nib.save(nib.Nifti1Image(lab, affine), src / "labelsTr" / "c_001.nii.gz")
+    pair = {"image": "./imagesTr/c_001.nii.gz", "label": "./labelsTr/c_001.nii.gz"}
+    (src / "dataset.json").write_text(json.dumps({"name": "toy", "labels": {"0": "bg", "1": "fg"}, "training": [pair]}))
+
+    dst = script.main(["--dataset_dir", str(src), "--output_dir", str(tmp_path / "thick"), "--factor", "3"])
+    out_img, out_lab = nib.load(dst / pair["image"]), nib.load(dst / pair["label"])
+    assert out_img.shape == (4, 5, 2)  # 7 slices: 2 groups of 3, the 7th dropped
+    np.testing.assert_allclose(out_img.get_fdata()[..., 1], img[..., 3:6].mean(-1))
+    assert (np.asarray(out_lab.dataobj) == 1).all()  # the middle thin slices 1 and 4 are the labelled ones
+    assert out_img.header.get_zooms() == (1.0, 1.5, 6.0)
+    # the thick slice's centre is the middle thin slice's centre in world coordinates
+    np.testing.assert_allclose(out_img.affine @ [0, 0, 1, 1], affine @ [0, 0, 4, 1])
+    assert json.loads((dst / "dataset.json").read_text())["training"] == [pair]
+    with pytest.raises(SystemExit, match="exists"):
+        script.main(["--dataset_dir", str(src), "--output_dir", str(dst)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src", "thick"]  # no temporary folder left behind
