@@ -89,6 +89,7 @@ _LAZY = {
     "export_bundle": "vnas_monai.export.bundle:export_bundle",
     "plan": "vnas_monai.plan.command:plan",
     "benchmark": "vnas_monai.benchmark.command:benchmark",
+    "paired": "vnas_monai.benchmark.paired:paired",
 }
 
 
