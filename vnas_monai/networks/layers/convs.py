@@ -71,9 +71,10 @@ class ConvMemoryFormat(StrEnum):
       (N, H, W, D, C in memory); the output is channels-last, so the norm, activation, pooling and concatenation
       after it stay channels-last and the next convolution converts nothing.
     - ``auto``: on CPU, ``channels_last`` (measured faster in float32, and in bfloat16 without gradients, i.e. in
-      inference and evaluation), NCDHW for bfloat16 training (with two threads, the channels-last batch-norm and
-      ReLU backward kernels over odd channel counts, e.g. the decoder's 5, 21 or 35, are 3x to 6x slower than NCDHW
-      and cost more than the convolutions gain; with one thread channels-last is faster, see
+      inference and evaluation), NCDHW for bfloat16 training (with two threads, the channels-last batch-norm
+      kernels over odd channel counts, e.g. the decoder's 5, 21 or 35, are 3x to 6x slower than NCDHW and cost
+      more than the convolutions gain: ``benchmarks/results/bf16_layout_2026-12-06/``; with one thread
+      channels-last is faster, see
       :func:`vnas_monai.networks.layers.computing_layout` to force it); ``preserve`` elsewhere (not measured here;
       ``benchmarks/bench_search.py`` measures it on a GPU).
     """
