@@ -4,8 +4,9 @@ import sys
 
 from vnas_monai.data import fold_datalists
 from vnas_monai.spaces.mbnas import MBNASEncoding
-from vnas_monai.spaces.mbnas.compare import evaluate_encoding, reference_encodings, _finite
+from vnas_monai.spaces.mbnas.compare import _finite, evaluate_encoding, reference_encodings
 from vnas_monai.spaces.mbnas.trial import SliceTrial
+
 out = sys.argv[1]
 sp = fold_datalists('/work/shared/data/msd_hippocampus', fold=0, num_folds=5, seed=0, max_cases=100)
 trial = SliceTrial(sp['trainval'], 1, 3, 5, 0, 2, (48, 64), None, None, 32, 0.01, epochs=8, steps_per_epoch=16,
