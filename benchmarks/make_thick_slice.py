@@ -3,7 +3,7 @@
 (issue 14: a configuration where the 2D / 3D choice of V-NAS's cells may matter more than on near-isotropic data).
 
     python benchmarks/make_thick_slice.py --dataset_dir ../shared/data/msd_hippocampus \\
-        --output_dir runs/data/hippocampus_thick3 --factor 3
+        --output_dir /tmp/hippocampus_thick3 --factor 3
 
 What a thick-slice acquisition of the same anatomy would give:
 
