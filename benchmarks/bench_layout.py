@@ -2,8 +2,8 @@
 
 Three layouts, measured interleaved in one process:
 
-- ``mixed``: channels-last parameters and inputs, convolutions left at ``"auto"`` (NCDHW under bf16 until issue
-  12's layout change, channels-last since): what the budgeted trainer did before ``computing_layout``;
+- ``mixed``: channels-last parameters and inputs, convolutions left at ``"auto"`` (NCDHW in bf16 training): what
+  the budgeted trainer did before ``computing_layout``; the gradients arrive channels-last at NCDHW activations;
 - ``ncdhw``: NCDHW parameters and inputs (the bundles' search and training under bf16);
 - ``channels_last``: :func:`vnas_monai.networks.layers.computing_layout` (parameters and every convolution).
 

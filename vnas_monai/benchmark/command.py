@@ -34,9 +34,14 @@ DEFAULT_METHODS = ("unet", "dynunet", "segresnet")
 _RESUME_KEYS = ("dataset_dir", "fold", "num_folds", "seed", "budget_s", "max_cases")
 
 
+def split_names(value: str | Sequence[str]) -> list[str]:
+    """Method names given as ``"a,b,c"`` (or a sequence, as ``fire`` passes ``a,b,c``), blanks dropped."""
+    names = [m.strip() for m in value.split(",")] if isinstance(value, str) else [str(m).strip() for m in value]
+    return [m for m in names if m]
+
+
 def _method_list(methods: str | Sequence[str]) -> list[str]:
-    names = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else [str(m) for m in methods]
-    names = [m for m in names if m]
+    names = split_names(methods)
     if not names:
         raise ValueError("methods is empty: give e.g. --methods unet,dynunet,segresnet.")
     for m in names:

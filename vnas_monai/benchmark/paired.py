@@ -8,14 +8,10 @@ from pathlib import Path
 
 from vnas_monai.evaluation.paired import format_paired, paired_difference
 
+from .command import split_names
 from .evaluate import read_result
 
 __all__ = ["paired"]
-
-
-def _names(value: str | Sequence[str]) -> list[str]:
-    names = [s.strip() for s in value.split(",")] if isinstance(value, str) else [str(s).strip() for s in value]
-    return [n for n in names if n]
 
 
 def paired(work_dir: str, method: str, against: str | Sequence[str], output: str | None = None) -> str:
@@ -27,7 +23,7 @@ def paired(work_dir: str, method: str, against: str | Sequence[str], output: str
     --against vnas_random1,vnas_random2,vnas_random3``. ``output``: also write the figures as JSON.
     """
     work = Path(work_dir)
-    others = _names(against)
+    others = split_names(against)
     if not others:
         raise ValueError("--against names no benchmark row (comma-separated method names).")
     results = {}

@@ -15,17 +15,15 @@ from typing import Any
 
 import numpy as np
 
+from .tables import case_mean
+
 __all__ = ["case_dice", "paired_difference", "format_paired"]
 
 
 def case_dice(result: Mapping[str, Any]) -> dict[str, float]:
     """Each case's Dice, the mean over its foreground classes (absent classes, NaN, left out), from a benchmark
     result (``{"records": [{"case", "dice": [...]}, ...]}``)."""
-    out = {}
-    for r in result["records"]:
-        d = np.asarray(r["dice"], dtype=float)
-        out[r["case"]] = float(np.nanmean(d)) if np.isfinite(d).any() else float("nan")
-    return out
+    return {r["case"]: case_mean(r["dice"]) for r in result["records"]}
 
 
 def paired_difference(a: Mapping[str, Any], b: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

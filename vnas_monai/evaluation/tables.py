@@ -18,7 +18,7 @@ import numpy as np
 from vnas_monai.evaluation.metrics import METRICS
 from vnas_monai.io import atomic_write_png, atomic_write_text
 
-__all__ = ["table_rows", "write_tables", "write_boxplot"]
+__all__ = ["case_mean", "table_rows", "write_tables", "write_boxplot"]
 
 logger = logging.getLogger(__name__)
 _COLUMNS = ("method", "class", "n", "dice_mean", "dice_std", "dice_max", "dice_min", "dice_median", "hd95_mean",
@@ -34,7 +34,7 @@ def _stat(a: np.ndarray, fn: Any) -> float | None:
     return float(fn(a)) if a.size else None
 
 
-def _case_mean(values: Sequence[float]) -> float:
+def case_mean(values: Sequence[float]) -> float:
     """Mean over a case's classes: infinite if any is (an empty prediction), NaN classes (absent) left out."""
     a = np.asarray(values, dtype=float)
     if np.isinf(a).any():
@@ -52,7 +52,7 @@ def table_rows(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         names = [*res["class_names"][1:], "mean"]
         per = {m: [[r[m][i] for r in recs] for i in range(len(names) - 1)] for m in METRICS}
         for m in METRICS:
-            per[m].append([_case_mean(r[m]) for r in recs])
+            per[m].append([case_mean(r[m]) for r in recs])
         for i, cls in enumerate(names):
             dice, hd, nsd = (_finite(per[m][i]) for m in METRICS)
             rows.append({

@@ -14,7 +14,7 @@ form ``impl="auto"`` runs is the measured-fastest one for the kernel, the device
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Union
+from typing import Optional, Union
 
 import torch
 import torch.nn as nn
@@ -238,30 +238,32 @@ class SliceConv3d(nn.Conv3d):
             y = self._conv_forward(x.float(), w.float(), bias)
         return y.to(torch.bfloat16)
 
-    def channels_last_for(self, x: torch.Tensor) -> bool:
-        """Whether this call computes channels-last (see :class:`ConvMemoryFormat`)."""
+    def channels_last_for(self, x: torch.Tensor, bf16: Optional[bool] = None) -> bool:
+        """Whether this call computes channels-last (see :class:`ConvMemoryFormat`); ``bf16``: whether CPU bf16
+        autocast is on (asked here when not given)."""
         if self.memory_format == "channels_last":
             return True
         if self.memory_format == "auto" and x.device.type == "cpu":
-            return not (torch.is_grad_enabled() and self._cpu_bf16())
+            return not (torch.is_grad_enabled() and (self._cpu_bf16() if bf16 is None else bf16))
         # "preserve" (or "auto" off CPU): strictly channels-last inputs only (C = 1 inputs are both)
         return x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous()
 
-    def form_for(self, x: torch.Tensor, channels_last: bool) -> str:
+    def form_for(self, x: torch.Tensor, channels_last: bool, bf16: Optional[bool] = None) -> str:
         """The form this call runs: ``impl``, or the :data:`AUTO_TABLE` entry; ``conv3d`` where it does not apply."""
         form = self.impl
         if form == "auto":
             if x.device.type == "cpu":
                 form = self.auto_cpu
                 if channels_last:
-                    form = self.auto_cpu_cl_bf16 if self._cpu_bf16() else self.auto_cpu_cl
+                    form = self.auto_cpu_cl_bf16 if (self._cpu_bf16() if bf16 is None else bf16) else self.auto_cpu_cl
             else:
                 form = self.auto_other
         return form if form in self.applicable else "conv3d"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        channels_last = self.channels_last_for(x)
-        form = self.form_for(x, channels_last)
+        bf16 = x.device.type == "cpu" and self._cpu_bf16()  # asked once per call: the search step's hot path
+        channels_last = self.channels_last_for(x, bf16)
+        form = self.form_for(x, channels_last, bf16)
         w = self.weight
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last_3d)
