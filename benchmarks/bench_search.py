@@ -115,7 +115,7 @@ def settings(args: argparse.Namespace, cuda: bool) -> dict[str, Any]:
     else:
         s = dict(patch=[64, 64, 32], init_filters=16, batch=2, warmup=1, rounds=4, volume=[128, 128, 64],
                  roi=[64, 64, 64], sw_batch=2, infer_repeats=3)
-    for key in ("patch", "init_filters", "batch", "rounds", "warmup", "volume", "roi"):
+    for key in ("patch", "init_filters", "batch", "rounds", "warmup", "volume", "roi", "full_resolution_channels"):
         if getattr(args, key, None) is not None:
             s[key] = getattr(args, key)
     s["precisions"] = parse_precisions(getattr(args, "precisions", None), torch.device("cuda" if cuda else "cpu"))
@@ -151,10 +151,11 @@ def build_supernet(cfg: dict[str, Any], f: int, out_channels: int = 2) -> nn.Mod
     return VNASSupernet(3, 1, out_channels, f, search_mode=cfg.get("search_mode", "mixed"), **vnas_kwargs(cfg))
 
 
-def build_vnasnet(cfg: dict[str, Any], f: int, out_channels: int = 2) -> nn.Module:
+def build_vnasnet(cfg: dict[str, Any], f: int, out_channels: int = 2, full_resolution_channels: int = 0) -> nn.Module:
     from vnas_monai.spaces.vnas import VNASNet
 
-    return VNASNet(3, 1, out_channels, DISCRETE_ARCH, f, **vnas_kwargs(cfg))
+    return VNASNet(3, 1, out_channels, DISCRETE_ARCH, f, full_resolution_channels=full_resolution_channels,
+                   **vnas_kwargs(cfg))
 
 
 def param_count(model: nn.Module, exclude: tuple[str, ...] = ()) -> int:
@@ -454,8 +455,9 @@ def inference_rows(s: dict[str, Any], device: torch.device, repeats: int) -> dic
     from monai.networks.nets import UNet
 
     torch.manual_seed(0)
-    fast = build_vnasnet(dict(fast=True), s["init_filters"]).to(device).eval()
-    naive = build_vnasnet(dict(fast=False), s["init_filters"]).to(device).eval()
+    fr = s.get("full_resolution_channels", 0)
+    fast = build_vnasnet(dict(fast=True), s["init_filters"], full_resolution_channels=fr).to(device).eval()
+    naive = build_vnasnet(dict(fast=False), s["init_filters"], full_resolution_channels=fr).to(device).eval()
     naive.load_state_dict(fast.state_dict())
     target = param_count(fast)
     unets = {
@@ -628,6 +630,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=None, help="untimed steps per row and precision")
     p.add_argument("--volume", type=int, nargs=3, default=None, help="sliding-window inference volume")
     p.add_argument("--roi", type=int, nargs=3, default=None, help="sliding-window inference window")
+    p.add_argument("--full-resolution-channels", dest="full_resolution_channels", type=int, default=None,
+                   help="the inference rows' VNASNet with a full-resolution stage of this width (the hippocampus "
+                        "benchmark's network: 16; default 0, the bundles' network)")
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--skip-inference", action="store_true")
     p.add_argument("--_child-memory", dest="child_memory", default=None, help=argparse.SUPPRESS)

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from vnas_monai.networks.layers import MaxPool3d, SliceConv3d, max_pool3d
+from vnas_monai.networks.layers import MaxPool3d, SliceConv3d, block_max, max_pool3d
 from vnas_monai.spaces.vnas import VNASNet, VNASSupernet
 from vnas_monai.spaces.vnas.decoder import DecoderCell
 from vnas_monai.spaces.vnas.encoder import EncoderCell
@@ -98,6 +98,28 @@ def test_pools_keep_dtype_under_autocast_and_equal_plain_pool():
     assert torch.equal(b, torch.nn.functional.max_pool3d(x, 2, 2))
     meta = torch.empty(1, 1, 4, 4, 4, device="meta")
     assert MaxPool3d(2, 2)(meta).shape == (1, 1, 2, 2, 2)
+
+
+@pytest.mark.parametrize("shape,kernel", [((2, 3, 17, 9, 12), (1, 1, 2)), ((1, 2, 40, 24, 5), (8, 6, 1)),
+                                          ((1, 1, 9, 7, 6), (3, 7, 3)), ((2, 5, 48, 20, 4), (48, 20, 1))])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_block_max_equals_max_pool3d_in_both_layouts(shape, kernel, dtype):
+    torch.manual_seed(0)
+    x = torch.randn(shape).to(dtype)
+    expected = torch.nn.functional.max_pool3d(x, kernel, kernel)
+    for t in (x, x.contiguous(memory_format=torch.channels_last_3d)):
+        with torch.no_grad():
+            y = block_max(t, kernel)
+            assert torch.equal(y, expected) and y.dtype == dtype
+            assert torch.equal(MaxPool3d(kernel, kernel)(t), expected)
+            assert torch.equal(max_pool3d(t, list(kernel), list(kernel)), expected)
+
+
+def test_pools_with_gradients_keep_max_pool3d_backward():
+    # the fast path is for inference: with gradients the pool is max_pool3d's, ties included
+    x = torch.zeros(1, 2, 4, 4, 4, requires_grad=True)
+    MaxPool3d((1, 1, 2), (1, 1, 2))(x).sum().backward()
+    assert x.grad.sum() == 64 and set(x.grad.unique().tolist()) == {0.0, 1.0}  # one input per window, not halves
 
 
 def test_auto_layout_on_cpu_channels_last_except_bf16_training():

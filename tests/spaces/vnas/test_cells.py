@@ -30,6 +30,22 @@ def test_pvp_clips_windows_to_small_maps():
     assert pvp(torch.randn(1, 5, 8, 6, 3)).shape == (1, 3, 8, 6, 3)
 
 
+@pytest.mark.parametrize("sizes,shape", [((8, 16, 32, 64), (2, 5, 40, 24, 3)), ((2, 6, 4, 64), (1, 5, 13, 12, 2))])
+def test_pvp_pyramid_equals_direct_pools(sizes, shape):
+    # each window pools the last pool's output where it is a multiple of it: the same values as pooling the input
+    torch.manual_seed(0)
+    pvp, x = PVP(5, sizes), torch.randn(shape)
+    h, w, d = shape[2:]
+    direct = []
+    for size, proj in zip(sizes, pvp.proj):
+        k = (min(size, h), min(size, w), 1)
+        y = proj(torch.nn.functional.max_pool3d(x, k, k))
+        direct.append(torch.nn.functional.interpolate(y, size=[h, w, d], mode="trilinear", align_corners=False))
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad):
+            torch.testing.assert_close(pvp(x), torch.cat(direct, 1).detach(), rtol=0, atol=1e-6)
+
+
 def test_mixed_op_weights_and_sampling():
     torch.manual_seed(0)
     ops = {n: torch.nn.Conv3d(2, 3, 1) for n in OP_NAMES}

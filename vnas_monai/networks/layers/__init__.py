@@ -17,7 +17,7 @@ from .memory import (
     to_channels_last,
     to_contiguous_format,
 )
-from .pooling import MaxPool3d, max_pool3d
+from .pooling import MaxPool3d, block_max, max_pool3d
 
 __all__ = [
     "AUTO_TABLE",
@@ -28,6 +28,7 @@ __all__ = [
     "SliceConv3d",
     "as_triple",
     "auto_form",
+    "block_max",
     "computing_layout",
     "dense_grad",
     "is_channels_last",

@@ -267,6 +267,9 @@ class SliceConv3d(nn.Conv3d):
         w = self.weight
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last_3d)
+            if x.is_contiguous():  # both layouts (1 channel or 1 voxel): oneDNN reads the layout from the strides,
+                # and NCDHW ones made the stem's bf16 7x7x1 conv of the image 2.5x slower (channels-last output)
+                x = x.new_empty(x.movedim(1, -1).shape).movedim(-1, 1).copy_(x)
         if form == "matmul":
             # (N, H, W, D, C) @ (C, C')^T: a free view of a channels-last tensor
             y = F.linear(x.movedim(1, -1), w.flatten(1), self.bias).movedim(-1, 1)
@@ -296,10 +299,6 @@ class SliceConv3d(nn.Conv3d):
             )
             y = s.reshape(n, d, s.shape[1], s.shape[2], s.shape[3]).permute(0, 2, 3, 4, 1)
         else:
-            if channels_last and x.is_contiguous():
-                # an input that is both layouts (1 channel, or 1 voxel) would give an NCDHW output; a channels-last
-                # weight makes oneDNN/cuDNN return channels-last (other weights are not copied on every call)
-                w = w.contiguous(memory_format=torch.channels_last_3d)
             if self._bf16_height_bug(x):
                 y = self._conv_fp32(x, w)
             else:
