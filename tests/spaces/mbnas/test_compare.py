@@ -46,3 +46,19 @@ def test_comparison_retrains_every_network_per_seed_and_resumes(split, tmp_path)
     again = run_comparison(trial, test, tmp_path, **kwargs)  # the searches resume: no trial is trained again
     assert {p: p.read_text() for p in archives} == archives
     assert [r["search_score"] for r in again] == [r["search_score"] for r in rows]
+
+
+def test_searches_in_separate_calls_then_one_call_retrains(split, tmp_path):
+    # --search_only: two processes search different spaces into one folder; the last call reuses both archives
+    train, test = split
+    trial = SliceTrial(train, num_folds=2, patch_size=(32, 32), batch_size=8, epochs=1, steps_per_epoch=2,
+                       init_channels=8, learning_rate=1e-2, intensity_clip=(-100, 240), device="cpu")
+    kwargs = dict(folds=(0,), seeds=(0,), retrain_epochs=1, title="split", num_nodes=6, max_downsamplings=2)
+    assert run_comparison(trial, test, tmp_path, budgets={"micro": 1}, search_only=True, **kwargs) == []
+    assert run_comparison(trial, test, tmp_path, budgets={"macro": 1}, search_only=True, **kwargs) == []
+    assert not (tmp_path / "table.md").exists() and not (tmp_path / "results.json").exists()
+    archives = {p: p.read_text() for p in tmp_path.glob("search_*/trials.jsonl")}
+    assert len(archives) == 2
+    rows = run_comparison(trial, test, tmp_path, budgets={"micro": 1, "macro": 1}, **kwargs)
+    assert [r["method"] for r in rows] == ["Micro-NAS", "Macro-NAS", "U-Net", "ResU-Net"]
+    assert {p: p.read_text() for p in archives} == archives and (tmp_path / "table.md").exists()

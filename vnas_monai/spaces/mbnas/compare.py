@@ -3,11 +3,13 @@ SPIE Medical Imaging 2022, Table 1 and Fig. 2): MB-NAS, Micro-NAS and Macro-NAS 
 the U-Net and ResU-Net references, each final network retrained on the training set and evaluated on held-out
 volumes: Dice (DSC), HD95, surface Dice at 2 mm, MMAC and parameters.
 
-``python -m vnas_monai.spaces.mbnas.compare --dataset_dir DIR --out_dir OUT`` runs it one process, in this order
+``python -m vnas_monai.spaces.mbnas.compare --dataset_dir DIR --out_dir OUT`` runs it in one process, in this order
 (each search resumes from its ``OUT/search_<name>/trials.jsonl``), and writes ``OUT/table.md``, ``OUT/table.csv``,
 ``OUT/results.json``, ``OUT/history.png`` (score against evaluation count, every search) and
 ``OUT/best_<name>.png`` (each best network, Fig. 2c). The U-Net is every search's start; the ResU-Net is the same
-topology with residual blocks (:func:`reference_encodings`).
+topology with residual blocks (:func:`reference_encodings`). ``--search_only`` stops after the searches of
+``--budgets``: two processes can search different spaces into one ``OUT``, and a last call with every budget
+resumes them from their archives (no trial runs again) and retrains.
 """
 
 from __future__ import annotations
@@ -130,12 +132,14 @@ def run_comparison(trial: Any, test_cases: Sequence[Mapping[str, Any]], out_dir:
                    budgets: Mapping[str, int], folds: Sequence[int] = (0,), seeds: Sequence[int] = (0,),
                    seed: int = 0, retrain_epochs: int | None = None, title: str = "MB-NAS comparison",
                    num_nodes: int = NUM_NODES, max_downsamplings: int = MAX_DOWNSAMPLINGS,
-                   retrain_seeds: Sequence[int] = (0,)) -> list[dict[str, Any]]:
+                   retrain_seeds: Sequence[int] = (0,), search_only: bool = False) -> list[dict[str, Any]]:
     """The searches of ``budgets`` (``{"mbnas": 40, "micro": 20, "macro": 20}``, restriction -> evaluations) on
     ``trial``'s cases, scored over ``folds`` x ``seeds``; then every best network and the references retrained on
     all of ``trial.cases`` once per seed of ``retrain_seeds`` and evaluated on ``test_cases``. A row holds the means
     over the retraining seeds (``dice_std``: the DSC's standard deviation over them; one short training is noisy).
-    Writes the files of the module docstring and returns the table's rows."""
+    Writes the files of the module docstring and returns the table's rows. ``search_only``: stop after the searches
+    (no rows): searches of one ``out_dir`` can then run in separate processes, and a last call with every budget
+    reuses their archives and retrains."""
     from vnas_monai.io import atomic_write_text
 
     from .figures import plot_search_history
@@ -157,6 +161,8 @@ def run_comparison(trial: Any, test_cases: Sequence[Mapping[str, Any]], out_dir:
         summary["search_s"] = time.perf_counter() - t0
         encodings[TITLES[restriction]] = (enc, summary)
         start_score = summary["initial_score"]
+    if search_only:
+        return []
     plot_search_history(histories, out / "history.png", title=f"{title}: score against evaluations",
                         reference={"U-Net start": start_score} if start_score is not None else None)
     refs = reference_encodings(num_nodes, max_downsamplings)
@@ -213,6 +219,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--search_seeds", type=int, nargs="+", default=[0], help="seeds of every score (paper: 3)")
     p.add_argument("--retrain_seeds", type=int, nargs="+", default=[0], help="retrainings of every final network")
     p.add_argument("--title", default="MB-NAS comparison")
+    p.add_argument("--search_only", action="store_true",
+                   help="run the searches of --budgets and stop; a later call with every budget retrains")
     a = p.parse_args(argv)
     splits = fold_datalists(a.dataset_dir, fold=0, num_folds=a.num_folds, seed=0, max_cases=a.max_cases)
     trial = SliceTrial(splits["trainval"], a.in_channels, a.num_classes, a.num_search_folds, 0, len(a.patch_size),
@@ -220,7 +228,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                        epochs=a.epochs,
                        steps_per_epoch=a.steps_per_epoch, init_channels=a.init_channels, flip_axes=tuple(a.flip_axes))
     rows = run_comparison(trial, splits["test"], a.out_dir, json.loads(a.budgets), a.search_folds, a.search_seeds,
-                          retrain_epochs=a.retrain_epochs, title=a.title, retrain_seeds=a.retrain_seeds)
+                          retrain_epochs=a.retrain_epochs, title=a.title, retrain_seeds=a.retrain_seeds,
+                          search_only=a.search_only)
+    if a.search_only:
+        print(f"searches {list(json.loads(a.budgets))} done in {a.out_dir}; rerun without --search_only to retrain")
+        return
     print((Path(a.out_dir) / "table.md").read_text())
     print(f"{len(rows)} methods -> {a.out_dir}")
 
