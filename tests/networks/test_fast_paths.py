@@ -222,6 +222,22 @@ def test_memory_helpers_keep_state_dict():
     assert net.stem(x).is_contiguous(memory_format=CL)
 
 
+@pytest.mark.parametrize("bf16", [False, True])
+def test_one_channel_input_computes_channels_last(bf16):
+    # a 1-channel tensor is contiguous in both layouts; oneDNN reads the layout from the strides, so the conv gives
+    # it channels-last ones: the output is strictly channels-last, with no copy after the convolution
+    torch.manual_seed(0)
+    conv = SliceConv3d(1, 4, (7, 7, 1), stride=(2, 2, 1), padding=(3, 3, 0), bias=False, memory_format="channels_last")
+    x = torch.randn(2, 1, 16, 12, 6)
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+        with torch.profiler.profile(record_shapes=True) as prof:
+            y = conv(x)
+        ref = torch.nn.functional.conv3d(x, conv.weight, None, (2, 2, 1), (3, 3, 0))
+    assert is_channels_last(y) and y.dtype == ref.dtype
+    assert not [e for e in prof.events() if e.name == "aten::clone" and list(e.input_shapes[0]) == list(y.shape)]
+    torch.testing.assert_close(y.float(), ref.float(), rtol=0.02 if bf16 else 1e-5, atol=0.02 if bf16 else 1e-5)
+
+
 def test_computing_layout_runs_channels_last_throughout_and_restores():
     """Inside: channels-last parameters *and* convolutions (under bf16 autocast too, where "auto" alone computes
     NCDHW), so activations and their gradients share one layout; outside: NCDHW parameters and each conv's own

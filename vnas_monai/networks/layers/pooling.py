@@ -10,16 +10,16 @@ pools, the stem's, and the in-plane pyramid pools of PVP):
 
 So a window of ``k`` along an axis is computed as the maximum of strided slices: halvings while ``k`` is even, then
 one maximum over the ``k`` remaining slices. This is exact (the maximum of bfloat16 values is a bfloat16 value) and
-keeps the input's dtype and memory layout. The backward pass differs from ``max_pool3d`` only on ties, where it
-splits the gradient between the equal inputs instead of giving it to one of them: both are subgradients of the
-maximum. Other windows (padding, overlap, dilation) and TorchScript use ``F.max_pool3d``, outside autocast.
+keeps the input's dtype and memory layout. It runs where no gradient is recorded (inference, validation): under
+autograd the backward of the maxima (strided scatters) measured 2-10x slower than ``max_pool3d``'s, so training
+keeps ``F.max_pool3d``, as do other windows (padding, overlap, dilation) and TorchScript, all outside autocast.
 
 Shapes: (N, C, H, W, D) -> (N, C, floor(H/kx), floor(W/ky), floor(D/kz)) for kernel == stride.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -75,7 +75,6 @@ def block_max(x: torch.Tensor, kernel_size: Sequence[int]) -> torch.Tensor:
 
 
 def _fast(x: torch.Tensor, kernel_size: Sequence[int], stride: Sequence[int]) -> bool:
-    # inference only: the backward of the maxima (strided scatters) is 2-10x slower than max_pool3d's
     return (x.dim() == 5 and not (torch.is_grad_enabled() and x.requires_grad) and list(kernel_size) == list(stride)
             and all(_odd_part(int(k)) <= MAX_ODD_FACTOR for k in kernel_size))
 

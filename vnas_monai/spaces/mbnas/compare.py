@@ -218,6 +218,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--search_folds", type=int, nargs="+", default=[0], help="inner folds of every score (paper: 5)")
     p.add_argument("--search_seeds", type=int, nargs="+", default=[0], help="seeds of every score (paper: 3)")
     p.add_argument("--retrain_seeds", type=int, nargs="+", default=[0], help="retrainings of every final network")
+    p.add_argument("--search_seed", type=int, default=0, help="the searches' own seed (variable order, tie-breaks)")
     p.add_argument("--title", default="MB-NAS comparison")
     p.add_argument("--search_only", action="store_true",
                    help="run the searches of --budgets and stop; a later call with every budget retrains")
@@ -228,8 +229,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                        epochs=a.epochs,
                        steps_per_epoch=a.steps_per_epoch, init_channels=a.init_channels, flip_axes=tuple(a.flip_axes))
     rows = run_comparison(trial, splits["test"], a.out_dir, json.loads(a.budgets), a.search_folds, a.search_seeds,
-                          retrain_epochs=a.retrain_epochs, title=a.title, retrain_seeds=a.retrain_seeds,
-                          search_only=a.search_only)
+                          seed=a.search_seed, retrain_epochs=a.retrain_epochs, title=a.title,
+                          retrain_seeds=a.retrain_seeds, search_only=a.search_only)
     if a.search_only:
         print(f"searches {list(json.loads(a.budgets))} done in {a.out_dir}; rerun without --search_only to retrain")
         return
