@@ -74,9 +74,13 @@ def block_max(x: torch.Tensor, kernel_size: Sequence[int]) -> torch.Tensor:
     return x
 
 
-def _fast(x: torch.Tensor, kernel_size: Sequence[int], stride: Sequence[int]) -> bool:
-    return (x.dim() == 5 and not (torch.is_grad_enabled() and x.requires_grad) and list(kernel_size) == list(stride)
-            and all(_odd_part(int(k)) <= MAX_ODD_FACTOR for k in kernel_size))
+def _blockwise(kernel_size: Sequence[int], stride: Sequence[int]) -> bool:
+    """Whether :func:`block_max` computes this window (non-overlapping, small odd factors)."""
+    return list(kernel_size) == list(stride) and all(_odd_part(int(k)) <= MAX_ODD_FACTOR for k in kernel_size)
+
+
+def _no_grad(x: torch.Tensor) -> bool:
+    return x.dim() == 5 and not (torch.is_grad_enabled() and x.requires_grad)
 
 
 @torch.jit.ignore
@@ -92,7 +96,7 @@ def max_pool3d(x: torch.Tensor, kernel_size: list[int], stride: list[int]) -> to
     Shapes: (N, C, H, W, D) -> (N, C, floor(H/sx), floor(W/sy), floor(D/sz)) for kernel == stride.
     """
     if not torch.jit.is_scripting():
-        if _fast(x, kernel_size, stride):
+        if _no_grad(x) and _blockwise(kernel_size, stride):
             return block_max(x, kernel_size)
         if autocast_active(x):
             return _pool_outside_autocast(x, kernel_size, stride)
@@ -106,11 +110,17 @@ class MaxPool3d(nn.MaxPool3d):
     Shapes: as ``nn.MaxPool3d``.
     """
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # decided once: the search step runs every pool on each call
+        k, s, p, d = (as_triple(v) for v in (self.kernel_size, self.stride, self.padding, self.dilation))
+        self.block_window = list(k)
+        self.blockwise = p == (0, 0, 0) and d == (1, 1, 1) and not self.ceil_mode and _blockwise(k, s)
+
     @torch.jit.unused
     def _eager(self, x: torch.Tensor) -> torch.Tensor:
-        k, s, p, d = (as_triple(v) for v in (self.kernel_size, self.stride, self.padding, self.dilation))
-        if p == (0, 0, 0) and d == (1, 1, 1) and not self.ceil_mode and _fast(x, k, s):
-            return block_max(x, k)
+        if self.blockwise and _no_grad(x):
+            return block_max(x, self.block_window)
         with torch.autocast(x.device.type, enabled=False):  # max_pool3d would run in float32 under CPU autocast
             return super().forward(x)
 
