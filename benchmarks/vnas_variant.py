@@ -73,7 +73,7 @@ def main() -> None:
         return train_architecture(plan, splits, budget_s, work, args.arch, args.name, seed, max_steps, args.recipe,
                                   network)
 
-    register_method(args.name, method)
+    register_method(args.name, method, overwrite=True)  # e.g. --name vnas_random4: the registered row, by hand
     print(benchmark(dataset_dir=args.dataset_dir, budget_min=args.budget_min, methods=args.name,
                     work_dir=args.work_dir))
 

@@ -49,6 +49,24 @@ def test_inference_on_an_input_dir_native_grid(tmp_path, totalseg_dir):
     assert [p.name for p in out.iterdir()] == ["ct_a"]
 
 
+@pytest.mark.slow
+def test_compiled_inference_writes_the_eager_segmentation(tmp_path, totalseg_dir):
+    # the bundle key compile: the network compiled with frozen weights (issue 12); fp32 so that the two agree
+    ckpt = random_checkpoint(tmp_path / "model.pt")
+    image = totalseg_dir / "example_ct_sm.nii.gz"
+    segs = {}
+    for compile_network in (False, True):
+        out = tmp_path / f"infer_{compile_network}"
+        workflow = run_stage("inference", tmp_path, checkpoint=str(ckpt), images=[str(image)], output_dir=str(out),
+                             spacing=[4.0, 4.0, 4.0], precision="fp32", compile=compile_network)
+        compiler = workflow.parser.get_parsed_content("inferer").compiler
+        assert (compiler is None) != compile_network
+        segs[compile_network] = check_same_grid(out / "example_ct_sm" / "example_ct_sm_seg.nii.gz", image)
+    assert compiler.compilations == 1 and compiler.failed is None
+    assert 0.01 < segs[False].mean() < 0.99, segs[False].mean()  # random weights, yet both classes: a real check
+    assert (segs[True] == segs[False]).mean() > 0.999
+
+
 @pytest.mark.parametrize(
     "overrides, match",
     [

@@ -64,3 +64,20 @@ def test_paired_command_reads_a_benchmark_work_dir(tmp_path, capsys):
     assert [r["b"] for r in rows] == [["b"], ["c"], ["b", "c"]]
     with pytest.raises(FileNotFoundError, match="no finished benchmark row 'missing'"):
         paired(str(tmp_path), "a", "missing")  # the CLI prints this message and exits 1
+
+
+def test_rows_kept_as_metrics_csv_elsewhere_compare_as_their_results(tmp_path):
+    from vnas_monai.evaluation import read_metrics, write_reports
+
+    for r in (A, B):
+        write_result(tmp_path / "run" / r["method"] / "result.json", r)
+    # row c as an earlier run keeps it under benchmarks/results: only the evaluation's reports
+    write_reports(C["records"], tmp_path / "kept" / "c", C["class_names"][1:])
+    records, classes = read_metrics(tmp_path / "kept" / "c" / "metrics.csv")
+    assert classes == ["a", "b"] and [r["case"] for r in records] == ["c1", "c2", "c3", "c4"]
+    assert records[2]["dice"] == pytest.approx([0.5, 0.5]) and records[0]["hd95_mm"] == [1.0, 1.0]
+    by_path = paired(str(tmp_path / "run"), "a", f"b,{tmp_path / 'kept' / 'c'}")
+    assert by_path.splitlines()[2] == format_paired(paired_difference(A, [B, C]))
+    (tmp_path / "bad.csv").write_text("case,class,dice\nc1,a,0.5\n")
+    with pytest.raises(ValueError, match="bad.csv is not a metrics.csv"):
+        read_metrics(tmp_path / "bad.csv")

@@ -6,7 +6,7 @@
   paper and the default) or from the supernet's weights of the kept candidates (``init="supernet"``:
   ``supernet.pt``).
 - ``vnas_random1`` .. ``vnas_random3``: three seeded random architectures, each trained for the whole budget
-  (Li & Talwalkar 2019: the baseline a search must beat).
+  (Li & Talwalkar 2019: the baseline a search must beat); ``vnas_random4`` .. ``vnas_random6``: three more draws.
 - ``vnas_mix``: the paper's "Mix" baseline, the supernet with alpha/beta frozen uniform, trained for the whole
   budget.
 
@@ -47,9 +47,6 @@ __all__ = [
     "train_vnas",
     "train_vnas_mix",
     "train_vnas_random",
-    "train_vnas_random1",
-    "train_vnas_random2",
-    "train_vnas_random3",
 ]
 
 #: V-NAS's retraining recipes in the benchmark. ``paper`` (the default): the paper's SGD (§3.3: 0.05, momentum 0.9,
@@ -293,19 +290,6 @@ def train_vnas_mix(plan: Mapping[str, Any], splits: Mapping[str, Any], budget_s:
     torch.manual_seed(seed)
     net = VNASSupernet(mix=True, **_network_kwargs(plan, None))
     return _retrain("vnas_mix", net, plan, splits, budget_s, work_dir, seed, max_steps, {"architecture": "Mix"})
-
-
-def _random_method(index: int) -> Any:
-    def method(plan: Mapping[str, Any], splits: Mapping[str, Any], budget_s: float, work_dir: str | os.PathLike,
-               seed: int = 0, max_steps: int | None = None) -> Any:
-        return train_vnas_random(plan, splits, budget_s, work_dir, seed=seed, max_steps=max_steps, index=index)
-
-    method.__name__ = method.__qualname__ = f"train_vnas_random{index}"
-    method.__doc__ = f"Benchmark method ``vnas_random{index}``: random architecture number {index}."
-    return method
-
-
-train_vnas_random1, train_vnas_random2, train_vnas_random3 = (_random_method(i) for i in (1, 2, 3))
 
 
 def manual_method(encoder_op: str, decoder_op: str) -> Any:

@@ -135,6 +135,9 @@ SLIDING = OrderedDict([("_target_", "vnas_monai.engine.PrecisionInferer"), ("pre
                                                 ("mode", "@blend_mode")]))])
 INFER_KEYS = OrderedDict([("infer_roi_size", [64, 64, 64]), ("overlap", 0.5), ("sw_batch_size", 2),
                           ("blend_mode", "gaussian")])
+#: inference and evaluation (fixed weights) may run the network compiled with frozen weights (off by default;
+#: ``vnas_monai.engine.InferenceCompiler``); the validation inside training never does
+FIXED_SLIDING = OrderedDict([*list(SLIDING.items())[:2], ("compile", "@compile"), *list(SLIDING.items())[2:]])
 
 
 LOAD_NETWORK = "$vnas_monai.bundle.load_weights(@network_def, @checkpoint, map_location=@run_device).to(@run_device)"
@@ -291,7 +294,7 @@ def inference_config(search: Any) -> Any:
     c = top(search, "infer", "Sliding-window inference of a retrained V-NAS network; writes <output_dir>/<case>/"
             "<case>_seg.nii.gz on each input image's grid (NIfTI files or DICOM series); run id 'run'.",
             OrderedDict([("arch", "auto"), ("arch_fallback", "nih"), ("checkpoint", CKPT), ("images", None),
-                         ("input_dir", None), *INFER_KEYS.items()]))
+                         ("input_dir", None), *INFER_KEYS.items(), ("compile", False)]))
     c["architecture"] = CHECKPOINT_ARCH
     c["splits_fn"] = SPLITS.replace("$vnas_monai.bundle.fold_splits(", "$lambda: vnas_monai.bundle.fold_splits(")
     del c["splits"]
@@ -301,7 +304,7 @@ def inference_config(search: Any) -> Any:
     c["preprocessing"] = OrderedDict([("_target_", "Compose"), ("transforms", preprocessing(labels=False, pad=False))])
     c["dataset"] = OrderedDict([("_target_", "Dataset"), ("data", "@datalist"), ("transform", "@preprocessing")])
     c["dataloader"] = ONE_CASE_LOADER
-    c["inferer"] = copy.deepcopy(SLIDING)
+    c["inferer"] = copy.deepcopy(FIXED_SLIDING)
     c["postprocessing"] = OrderedDict([("_target_", "Compose"), ("transforms", [
         OrderedDict([("_target_", "AsDiscreted"), ("keys", "pred"), ("argmax", True)]),
         OrderedDict([("_target_", "Invertd"), ("keys", "pred"), ("transform", "@preprocessing"),
@@ -323,7 +326,8 @@ def evaluate_config(search: Any) -> Any:
             "run id 'run'.",
             OrderedDict([("arch", "auto"), ("arch_fallback", "nih"), ("checkpoint", CKPT),
                          ("class_names", ["background", "pancreas"]), ("eval_split", "test"),
-                         ("surface_tolerance_mm", 1.0), ("num_overlays", 3), *INFER_KEYS.items()]))
+                         ("surface_tolerance_mm", 1.0), ("num_overlays", 3), *INFER_KEYS.items(),
+                         ("compile", False)]))
     c["architecture"] = CHECKPOINT_ARCH
     c["dataset_root"] = FOLD_ROOT
     c["splits"] = ROOT_SPLITS
@@ -334,7 +338,7 @@ def evaluate_config(search: Any) -> Any:
     compose = OrderedDict([("_target_", "Compose"), ("transforms", "$@preprocessing")])
     c["dataset"] = OrderedDict([("_target_", "Dataset"), ("data", "@datalist"), ("transform", compose)])
     c["dataloader"] = ONE_CASE_LOADER
-    c["inferer"] = copy.deepcopy(SLIDING)
+    c["inferer"] = copy.deepcopy(FIXED_SLIDING)
     c["postprocessing"] = OrderedDict([("_target_", "Compose"), ("transforms", [
         OrderedDict([("_target_", "AsDiscreted"), ("keys", "pred"), ("argmax", True)])])])
     c["metrics_writer"] = OrderedDict([

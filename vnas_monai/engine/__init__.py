@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .architect import Architect, unwrap_network
 from .checkpoints import AtomicCheckpointSaver, ResumeCheckpointLoader, checkpoint_candidates, latest_checkpoint
+from .compiled import InferenceCompiler
 from .determinism import SeededDataset, SeededSampler, item_seed, restart_data_each_epoch, restart_data_pass
 from .handlers import ArchitectureLogger, search_losses
 from .losses import DiceCELoss
@@ -31,6 +32,7 @@ __all__ = [
     "CyclicLoader",
     "DiceCELoss",
     "GenotypeStopRule",
+    "InferenceCompiler",
     "PolyLR",
     "Precision",
     "PrecisionInferer",

@@ -20,6 +20,7 @@ from monai.engines.utils import IterationEvents
 from monai.inferers import Inferer
 from monai.utils.enums import CommonKeys as Keys
 
+from vnas_monai.engine.compiled import InferenceCompiler
 from vnas_monai.engine.precision import PrecisionPolicy, float_logits, resolve_precision
 
 __all__ = ["PrecisionInferer", "PrecisionTrainer", "unpack_batch", "weight_step"]
@@ -112,15 +113,22 @@ class PrecisionInferer(Inferer):
     Args:
         inferer: the wrapped inferer.
         precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"`` (bundle key ``precision``).
+        compile: run the network compiled with frozen weights (:class:`~vnas_monai.engine.compiled.InferenceCompiler`;
+            bundle key ``compile``, off by default): bf16 sliding-window inference 1.7-1.9x faster on the AMX CPU,
+            after a first call that compiles for about a minute. For inference of fixed weights; under gradients it
+            runs eagerly.
 
     Shapes: as the wrapped inferer; the output is float32.
     """
 
-    def __init__(self, inferer: Inferer, precision: str = "auto") -> None:
+    def __init__(self, inferer: Inferer, precision: str = "auto", compile: bool = False) -> None:
         super().__init__()
         self.inferer = inferer
         self.precision = str(precision)
         resolve_precision(self.precision, "cpu")  # refuse an unknown setting at construction
+        if not isinstance(compile, bool):
+            raise TypeError(f"compile must be true or false, got {compile!r}.")
+        self.compiler = InferenceCompiler() if compile else None
         self._policies: dict[str, PrecisionPolicy] = {}
         self.logger = logging.getLogger(__name__)
 
@@ -139,6 +147,8 @@ class PrecisionInferer(Inferer):
         return self._policies[device.type]
 
     def __call__(self, inputs: torch.Tensor, network: Callable, *args: Any, **kwargs: Any) -> Any:
+        if self.compiler is not None:
+            network = self.compiler(network)
         with self.policy(inputs.device).autocast():
             out = self.inferer(inputs, network, *args, **kwargs)
         return float_logits(out)

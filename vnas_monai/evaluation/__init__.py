@@ -10,7 +10,7 @@ from .metrics import METRICS, PERCENT_METRICS, case_metrics, summarize
 from .overlays import OverlayWriter, save_overlay
 from .paired import case_dice, format_paired, paired_difference
 from .regions import REGION_METRICS, label_region_metrics, region_case_metrics, summarize_regions
-from .reports import format_markdown, write_reports
+from .reports import format_markdown, read_metrics, write_reports
 from .tables import table_rows, write_boxplot, write_tables
 from .writers import SegmentationMetricsWriter
 
@@ -26,6 +26,7 @@ __all__ = [
     "format_paired",
     "label_region_metrics",
     "paired_difference",
+    "read_metrics",
     "region_case_metrics",
     "save_overlay",
     "summarize",

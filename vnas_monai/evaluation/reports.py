@@ -16,7 +16,7 @@ from typing import Any
 from vnas_monai.evaluation.metrics import METRICS, PERCENT_METRICS, summarize
 from vnas_monai.io import atomic_write_text
 
-__all__ = ["format_markdown", "write_reports"]
+__all__ = ["format_markdown", "read_metrics", "write_reports"]
 
 
 def _fmt(value: float | None, metric: str) -> str:
@@ -68,3 +68,32 @@ def write_reports(
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, allow_nan=False) + "\n")
     atomic_write_text(out / "summary.md", format_markdown(summary, title))
     return summary
+
+
+def read_metrics(path: str | os.PathLike, case_prefix: str = "") -> tuple[list[dict[str, Any]], list[str]]:
+    """Read a ``metrics.csv`` written by :func:`write_reports` back into per-case records
+    (``{"case", "dice": [...], "hd95_mm": [...], "surface_dice": [...]}``, one value per class) and the class names,
+    in the file's order; ``case_prefix`` is put before every case name (e.g. ``"fold0/"``).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a row or column the writer does not write (the message names the file).
+    """
+    path = Path(path)
+    records: dict[str, dict[str, Any]] = {}
+    classes: list[str] = []
+    with path.open() as f:
+        reader = csv.DictReader(f)
+        missing = {"case", "class", *METRICS} - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"{path} is not a metrics.csv: it has no column(s) {sorted(missing)}.")
+        try:
+            for row in reader:
+                if row["class"] not in classes:
+                    classes.append(row["class"])
+                rec = records.setdefault(case_prefix + row["case"], {"case": case_prefix + row["case"]})
+                for metric in METRICS:
+                    rec.setdefault(metric, []).append(float(row[metric]))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{path}, line {reader.line_num}: {e}") from e
+    return list(records.values()), classes

@@ -71,6 +71,9 @@ def inference_config(settings: Mapping[str, Any], network: BundleNetwork) -> dic
             "roi_size": settings["infer_roi_size"],
             "sw_batch_size": 1,
             "overlap": 0.25,
+            # the network compiled with frozen weights (vnas_monai.engine.InferenceCompiler): faster after a first
+            # call that compiles; off by default
+            "compile": False,
             "datalist": "$vnas_monai.bundle.export.image_datalist(@images)",
             "preprocessing": {"_target_": "Compose", "transforms": preprocessing(labels=False, pad=False)},
             "dataset": {"_target_": "Dataset", "data": "@datalist", "transform": "@preprocessing"},
@@ -85,6 +88,7 @@ def inference_config(settings: Mapping[str, Any], network: BundleNetwork) -> dic
             "inferer": {
                 "_target_": "vnas_monai.engine.PrecisionInferer",
                 "precision": "@precision",
+                "compile": "@compile",
                 "inferer": {
                     "_target_": "SlidingWindowInferer",
                     "roi_size": "@roi_size",

@@ -18,14 +18,13 @@ Layout under ``work_dir``::
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vnas_monai.evaluation import METRICS, format_markdown, write_reports
+from vnas_monai.evaluation import format_markdown, read_metrics, write_reports
 from vnas_monai.spaces.aggregate import aggregate
 from vnas_monai.spaces.vnas.encoding import Architecture
 
@@ -69,20 +68,16 @@ def search_complete(arch_file: Path) -> bool:
 
 def _combine_metrics(work_dir: Path, folds: Sequence[int]) -> tuple[list[dict[str, Any]], list[str]]:
     """All folds' per-case metrics (``fold<k>/eval/metrics.csv``, one row per case and class) as records."""
-    records: dict[str, dict[str, Any]] = {}
+    records: list[dict[str, Any]] = []
     classes: list[str] = []
     for k in folds:
         path = work_dir / f"fold{k}" / "eval" / "metrics.csv"
         if not path.is_file():
             raise FileNotFoundError(f"fold {k} has no evaluation: {path} is missing.")
-        with path.open() as f:
-            for row in csv.DictReader(f):
-                if row["class"] not in classes:
-                    classes.append(row["class"])
-                rec = records.setdefault(f"fold{k}/{row['case']}", {"case": f"fold{k}/{row['case']}"})
-                for metric in METRICS:
-                    rec.setdefault(metric, []).append(float(row[metric]))
-    return list(records.values()), classes
+        fold_records, fold_classes = read_metrics(path, case_prefix=f"fold{k}/")
+        records += fold_records
+        classes += [c for c in fold_classes if c not in classes]
+    return records, classes
 
 
 def crossval(
