@@ -4,8 +4,8 @@
 convolutions before them, ReLUs and other pointwise ops fuse, and oneDNN's weights are packed once. Measured on the
 2-core AMX CPU, 2 threads, sliding-window inference of a 128x128x64 volume with 64^3 windows
 (``benchmarks/bench_compile_inference.py``, ``benchmarks/results/bf16_compile_2026-12-07/``): VNASNet at
-``init_filters`` 16 in bf16 takes 0.15 s compiled against 0.25 s eager, with a 16-channel full-resolution stage
-0.21 s against 0.40 s. The first call compiles: about a minute per window batch size.
+``init_filters`` 16 in bf16 takes 0.15 s compiled against 0.26 s eager, with a 16-channel full-resolution stage
+0.23 s against 0.37 s. The first call compiles, in 30-60 s.
 
 The compiled graph holds the weights as they were when it was compiled, so a network whose parameters or buffers
 changed since (an optimizer step, ``load_state_dict``) is compiled again. Where compilation fails (e.g. no C++
@@ -16,7 +16,6 @@ freezing is for inference.
 from __future__ import annotations
 
 import logging
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -51,7 +50,8 @@ class InferenceCompiler:
 
     def __init__(self, **compile_kwargs: Any) -> None:
         self.compile_kwargs = {"dynamic": False, **compile_kwargs}
-        self._compiled: weakref.WeakKeyDictionary[nn.Module, tuple[Any, Callable]] = weakref.WeakKeyDictionary()
+        # the last network compiled, the state of its weights then, and its runner (an inferer serves one network)
+        self._last: tuple[nn.Module, Any, Callable] | None = None
         self.failed: str | None = None
         self.compilations = 0
 
@@ -59,15 +59,13 @@ class InferenceCompiler:
         if self.failed or not isinstance(network, nn.Module) or torch.is_grad_enabled():
             return network
         state = _weights_state(network)
-        entry = self._compiled.get(network)
-        if entry is None or entry[0] != state:
-            if entry is not None:
-                logger.info("the network's weights changed since it was compiled: compiling it again.")
+        if self._last is None or self._last[0] is not network or self._last[1] != state:
+            if self._last is not None:
+                logger.info("the network or its weights changed since it was compiled: compiling it again.")
                 torch._dynamo.reset()  # the frozen graph's guards do not see weight values
-            entry = (state, self._compile(network))
-            self._compiled[network] = entry
+            self._last = (network, state, self._compile(network))
             self.compilations += 1
-        return entry[1]
+        return self._last[2]
 
     def _compile(self, network: nn.Module) -> Callable:
         compiled = torch.compile(network, **self.compile_kwargs)

@@ -114,8 +114,8 @@ class PrecisionInferer(Inferer):
         inferer: the wrapped inferer.
         precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"`` (bundle key ``precision``).
         compile: run the network compiled with frozen weights (:class:`~vnas_monai.engine.compiled.InferenceCompiler`;
-            bundle key ``compile``, off by default): bf16 sliding-window inference 1.7-1.9x faster on the AMX CPU,
-            after a first call that compiles for about a minute. For inference of fixed weights; under gradients it
+            bundle key ``compile``, off by default): bf16 sliding-window inference 1.5-1.7x faster on the AMX CPU,
+            after a first call that compiles (30-60 s). For inference of fixed weights; under gradients it
             runs eagerly.
 
     Shapes: as the wrapped inferer; the output is float32.
