@@ -74,6 +74,7 @@ def row_accuracy(row: Path) -> dict:
     from vnas_monai.benchmark.vnas import VNAS_NETWORK
     from vnas_monai.data import fold_datalists
     from vnas_monai.evaluation import case_metrics
+    from vnas_monai.evaluation.tables import case_mean
     from vnas_monai.spaces.vnas import VNASNet
     from vnas_monai.spaces.vnas.encoding import Architecture
 
@@ -104,7 +105,7 @@ def row_accuracy(row: Path) -> dict:
                 preds[k] = inferer(x, net)[0].argmax(0, keepdim=True)
                 times[k] += time.perf_counter() - t if i else 0.0  # the first case compiles
                 m = case_metrics(preds[k], item["label"], len(plan["class_names"]), spacing=plan["spacing"])
-                dice[k].append(100 * sum(m["dice"]) / len(m["dice"]))
+                dice[k].append(100 * case_mean(m["dice"]))  # the tables' and paired's per-case Dice
             agree += int((preds["bf16_compiled"] == preds["bf16_eager"]).sum())
             voxels += preds["bf16_eager"].numel()
     return {"row": str(row), "architecture": meta["architecture"], "cases": len(data),
