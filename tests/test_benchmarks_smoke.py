@@ -130,3 +130,21 @@ def test_make_thick_slice_averages_images_keeps_middle_labels_and_world_position
     with pytest.raises(SystemExit, match="exists"):
         script.main(["--dataset_dir", str(src), "--output_dir", str(dst)])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src", "thick"]  # no temporary folder left behind
+
+
+def test_bench_layer_precision_counts_calls_and_bounds_the_oracle(tmp_path):
+    """``benchmarks/bench_layer_precision.py``: a convolution module called twice on the same shape is one layer with
+    two calls; at a tiny size every mode is timed and the per-layer oracle is no slower than any single mode."""
+    import torch
+
+    script = import_benchmark_script("bench_layer_precision")
+    conv, up = torch.nn.Conv3d(3, 3, (3, 3, 1), padding=(1, 1, 0)), torch.nn.ConvTranspose3d(3, 2, 2, stride=2)
+    calls = script.record_convs(lambda x: up(conv(conv(x))), torch.randn(1, 3, 4, 6, 2), [conv, up])
+    assert sorted(calls.values()) == [1, 2]
+    out = tmp_path / "layers.json"
+    result = script.main(["--threads", "1", "--init-filters", "4", "--patch", "32", "32", "32", "--batch", "1",
+                          "--repeats", "1", "--output", str(out)])
+    assert json.loads(out.read_text())["sums_ms"] == result["sums_ms"]
+    assert all(set(r["ms"]) == set(script.MODES) for r in result["layers"])
+    sums = result["sums_ms"]
+    assert sums["oracle"] <= min(sums[m] for m in script.MODES)

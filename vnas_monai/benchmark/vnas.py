@@ -126,7 +126,8 @@ def search_architecture(
     batch_size: int = BATCH["batch_size"],
     num_samples: int = BATCH["num_samples"],
 ) -> tuple[Architecture, dict[str, Any]]:
-    """Alg. 1 on S_train / S_val within ``budget_s`` seconds; weight-only warm-up for ``warmup_fraction`` of it.
+    """Alg. 1 on S_train / S_val within ``budget_s`` seconds; weight-only warm-up for ``warmup_fraction`` of it
+    (1: no architecture step at all, e.g. a supernet trained on uniformly sampled paths for one-shot scoring).
 
     ``arch_learning_rate="scaled"`` gives the architecture the paper's total Adam movement in the steps the budget
     allows: Adam moves a logit by at most about its learning rate per step, and the paper's 3e-4 over its 40,000
@@ -163,11 +164,13 @@ def search_architecture(
                                       weight_decay=1e-3)
     # epochs of epoch_length iterations; the warm-up is a number of epochs, estimated from the first epoch's time
     max_epochs = max(2, int(max_steps // epoch_length) if max_steps else 10**6)
+    weights_only = warmup_fraction >= 1.0
     penalty = ArchEntropyPenalty(entropy_weight, ramp_steps=max(1, (max_steps or 0) // 2)) if entropy_weight else None
     trainer = VNASSearchTrainer(
         device="cpu", max_epochs=max_epochs, train_data_loader=train, network=net, optimizer=optimizer,
         loss_function=FastDiceCE(to_onehot_y=True, softmax=True, lambda_dice=0.0), arch_data_loader=val,
-        arch_optimizer=arch_optimizer, arch_warmup_epochs=1, epoch_length=epoch_length, precision="auto",
+        arch_optimizer=arch_optimizer, arch_warmup_epochs=max_epochs if weights_only else 1, epoch_length=epoch_length,
+        precision="auto",
         arch_penalty=penalty,
     )
     scheduler = PolyLR(optimizer, total_iters=max_epochs * epoch_length, power=0.9)
@@ -177,7 +180,7 @@ def search_architecture(
 
     def set_warmup(engine: Any) -> None:
         # weight-only warm-up for warmup_fraction of the budget, in epochs as timed by the first one
-        if engine.state.epoch == 1 and max_steps is None:
+        if engine.state.epoch == 1 and max_steps is None and not weights_only:
             per_epoch = max(time.perf_counter() - start, 1e-6)
             engine.arch_warmup_epochs = max(1, int(warmup_fraction * budget_s / per_epoch))
             # an architecture step costs about as much as a weight step: half of an iteration's time
