@@ -2,9 +2,11 @@
 
 Three layouts, measured interleaved in one process:
 
-- ``mixed``: channels-last parameters and inputs, convolutions left at ``"auto"`` (NCDHW in bf16 training): what
-  the budgeted trainer did before ``computing_layout``; the gradients arrive channels-last at NCDHW activations;
-- ``ncdhw``: NCDHW parameters and inputs (the bundles' search and training under bf16);
+- ``mixed``: channels-last parameters and inputs, convolutions computing NCDHW (``"auto"`` in bf16 training of
+  narrow networks): what the budgeted trainer did before ``computing_layout``; the gradients arrive channels-last at
+  NCDHW activations;
+- ``ncdhw``: NCDHW parameters, inputs and convolutions (the bundles' bf16 search and training below
+  ``init_filters`` 32; :func:`vnas_monai.networks.layers.set_bf16_training_layout` keeps it NCDHW at any width);
 - ``channels_last``: :func:`vnas_monai.networks.layers.computing_layout` (parameters and every convolution).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_layout.py --roi 32 64 32 --batch 8 \\
@@ -22,7 +24,7 @@ from pathlib import Path
 import torch
 from monai.losses import DiceCELoss
 
-from vnas_monai.networks.layers import computing_layout
+from vnas_monai.networks.layers import computing_layout, set_bf16_training_layout
 from vnas_monai.spaces.vnas import VNASNet, VNASSupernet
 
 LAYOUTS = ("mixed", "ncdhw", "channels_last")
@@ -53,6 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
         with ExitStack() as stack:
             for layout in LAYOUTS:
                 net = build(kind, args.init_filters, args.full_resolution_channels)
+                set_bf16_training_layout(net, False)  # "auto" convolutions compute NCDHW in bf16 training
                 if layout == "mixed":
                     net.to(memory_format=torch.channels_last_3d)
                 elif layout == "channels_last":

@@ -9,7 +9,8 @@ Measured in one run, on the same patch, batch and thread count, once per precisi
 
 - the V-NAS search step (weight step with SGD on one batch, then architecture step with Adam on another, as in
   ``VNASSearchTrainer``: paper Alg. 1, first order) of ``VNASSupernet`` built as the bundles build it
-  (``conv_impl="auto"``, ``memory_format="auto"``: on the CPU NCDHW in bf16 training, else channels-last), in the
+  (``conv_impl="auto"``, ``memory_format="auto"``: on the CPU NCDHW in bf16 training below ``init_filters`` 32,
+  else channels-last), in the
   paper's ``mixed`` mode and in the ``sampled`` mode, with and without activation checkpointing;
 - the same supernet built naively: every candidate a plain ``F.conv3d`` on NCDHW tensors
   (``conv_impl="conv3d"``, ``memory_format="preserve"``), nothing else changed;
@@ -138,7 +139,7 @@ def row_names(args: argparse.Namespace, cuda: bool) -> list[str]:
 def vnas_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
     if cfg.get("fast", True):
         # as the bundles build the networks (the defaults): measured-fastest conv forms; on the CPU NCDHW in bf16
-        # training, channels-last otherwise (fp32, and bf16 inference)
+        # training of narrow networks (init_filters < 32), channels-last otherwise
         return dict(conv_impl="auto", memory_format=cfg.get("memory_format", "auto"),
                     checkpointing=cfg.get("checkpointing", False))
     # the naive reference: plain conv3d on NCDHW tensors for every candidate, no checkpointing

@@ -71,12 +71,10 @@ class ConvMemoryFormat(StrEnum):
       (N, H, W, D, C in memory); the output is channels-last, so the norm, activation, pooling and concatenation
       after it stay channels-last and the next convolution converts nothing.
     - ``auto``: on CPU, ``channels_last`` (measured faster in float32, and in bfloat16 without gradients, i.e. in
-      inference and evaluation), NCDHW for bfloat16 training (with two threads, the channels-last batch-norm
-      kernels over odd channel counts, e.g. the decoder's 5, 21 or 35, are 3x to 6x slower than NCDHW and cost
-      more than the convolutions gain: ``benchmarks/results/bf16_layout_2026-12-06/``; with one thread
-      channels-last is faster, see
-      :func:`vnas_monai.networks.layers.computing_layout` to force it); ``preserve`` elsewhere (not measured here;
-      ``benchmarks/bench_search.py`` measures it on a GPU).
+      inference and evaluation). Under bfloat16 training NCDHW, unless ``bf16_training_channels_last`` is set
+      (:func:`vnas_monai.networks.layers.set_bf16_training_layout`: wide networks, where channels-last wins; in
+      narrow ones the channels-last batch norms over odd channel counts cost more than the convolutions gain).
+      ``preserve`` elsewhere (not measured here; ``benchmarks/bench_search.py`` measures it on a GPU).
     """
 
     PRESERVE = "preserve"
@@ -202,6 +200,7 @@ class SliceConv3d(nn.Conv3d):
         super().__init__(*args, **kwargs)
         self.impl = str(ConvImpl(impl))
         self.memory_format = str(ConvMemoryFormat(memory_format))
+        self.bf16_training_channels_last = False  # "auto" under CPU bf16 training: see ConvMemoryFormat
         self.kind = kernel_kind(self)
         # integer padding for the 2D forms (``self.padding`` may be a string for the generic conv3d form)
         self.pad3 = [0, 0, 0] if isinstance(self.padding, str) else [int(p) for p in self.padding]
@@ -244,7 +243,8 @@ class SliceConv3d(nn.Conv3d):
         if self.memory_format == "channels_last":
             return True
         if self.memory_format == "auto" and x.device.type == "cpu":
-            return not (torch.is_grad_enabled() and (self._cpu_bf16() if bf16 is None else bf16))
+            return self.bf16_training_channels_last or not (
+                torch.is_grad_enabled() and (self._cpu_bf16() if bf16 is None else bf16))
         # "preserve" (or "auto" off CPU): strictly channels-last inputs only (C = 1 inputs are both)
         return x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous()
 

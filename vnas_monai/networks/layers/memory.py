@@ -18,8 +18,8 @@ import torch.nn as nn
 
 from .convs import ConvMemoryFormat, SliceConv3d
 
-__all__ = ["set_conv_memory_format", "to_channels_last", "to_contiguous_format", "is_channels_last", "computing_layout",
-           "dense_grad"]
+__all__ = ["set_conv_memory_format", "set_bf16_training_layout", "to_channels_last", "to_contiguous_format",
+           "is_channels_last", "computing_layout", "dense_grad"]
 
 
 def set_conv_memory_format(model: nn.Module, memory_format: str) -> nn.Module:
@@ -31,6 +31,22 @@ def set_conv_memory_format(model: nn.Module, memory_format: str) -> nn.Module:
     for m in model.modules():
         if isinstance(m, SliceConv3d):
             m.memory_format = fmt
+    return model
+
+
+def set_bf16_training_layout(model: nn.Module, channels_last: bool) -> nn.Module:
+    """Whether the ``"auto"`` layout of every ``SliceConv3d`` in ``model`` computes channels-last under CPU bf16
+    training too (it does in float32 and in inference). In place; returns ``model``.
+
+    Channels-last pays in bf16 training for wide networks only. ``benchmarks/bench_layout.py``, V-NAS network /
+    supernet weight step, batch 2, 2 threads, channels-last against NCDHW: ``init_filters`` 64 at 96x96x64, 2.01 /
+    4.47 s against 2.80 / 6.77 s; 32 at 96x96x64, 0.88 / 2.23 against 1.12 / 2.61; 64 at 64^3, 0.93 against 1.35;
+    but 16 at 64^3, 0.31 / 0.76 against 0.31 / 0.74, and the mixed search iteration 1.32 against 1.20 s
+    (``benchmarks/results/bf16_layer_precision_2026-12-07/``).
+    """
+    for m in model.modules():
+        if isinstance(m, SliceConv3d):
+            m.bf16_training_channels_last = bool(channels_last)
     return model
 
 

@@ -26,13 +26,23 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vnas_monai.networks.layers import ConvImpl, ConvMemoryFormat, MaxPool3d, set_conv_memory_format
+from vnas_monai.networks.layers import (
+    ConvImpl,
+    ConvMemoryFormat,
+    MaxPool3d,
+    set_bf16_training_layout,
+    set_conv_memory_format,
+)
 
 from .decoder import PVP, DecoderCell, FinalHead, FullResolutionRefine, Transition
 from .encoder import EncoderCell, Stem
 from .encoding import ENCODER_GROUPS, NUM_DECODER_BLOCKS, NUM_ENCODER_CELLS
 
-__all__ = ["VNASBackbone", "DIVISOR"]
+__all__ = ["VNASBackbone", "DIVISOR", "BF16_TRAINING_CL_MIN_FILTERS"]
+
+#: from this ``init_filters`` on, ``memory_format="auto"`` computes channels-last in CPU bf16 training too (measured
+#: faster from 32 on, slower at 16: ``vnas_monai.networks.layers.set_bf16_training_layout``)
+BF16_TRAINING_CL_MIN_FILTERS = 32
 
 #: Every spatial size must be a multiple of this (stem /2, pool /2, three stride-2 stages).
 DIVISOR = 32
@@ -76,8 +86,9 @@ class VNASBackbone(nn.Module):
         conv_impl: how the convolutions run (a ``ConvImpl``; ``"auto"``: the measured-fastest exact form per kernel
             and device, ``"conv3d"``: plain ``F.conv3d``).
         memory_format: the layout the network computes in (a ``ConvMemoryFormat``): ``"auto"`` (channels-last on
-            CPU, where it was measured faster; as given elsewhere), ``"channels_last"``, or ``"preserve"`` (the
-            input's layout, NCDHW for a plain tensor). Outputs are equal within float32 rounding in every layout.
+            CPU, where it was measured faster: always from ``init_filters`` 32 on, NCDHW in bf16 training below;
+            as given elsewhere), ``"channels_last"``, or ``"preserve"`` (the input's layout, NCDHW for a plain
+            tensor). Outputs are equal within float32 rounding in every layout.
 
     Shapes: (N, C, H, W, D) -> (N, out_channels, H, W, D), each of H, W, D a multiple of 32 (with deep supervision
     in training mode: (N, 1 + deep_supervision, out_channels, H, W, D)).
@@ -174,6 +185,7 @@ class VNASBackbone(nn.Module):
         self.ds_heads = nn.ModuleList([nn.Conv3d(c, out_channels, 1) for c in ds_in])
         self._init_weights(zero_init_residual)
         set_conv_memory_format(self, memory_format)
+        set_bf16_training_layout(self, init_filters >= BF16_TRAINING_CL_MIN_FILTERS)
 
     def _init_weights(self, zero_init_residual: bool = False) -> None:
         for m in self.modules():
