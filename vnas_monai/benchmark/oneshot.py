@@ -31,27 +31,26 @@ def recalibrate_batch_norm(net: torch.nn.Module, batches: Sequence[torch.Tensor]
 
 
 def val_dice(net: torch.nn.Module, dataset: Any, roi_size: Sequence[int], num_classes: int, precision: Any) -> float:
-    """Mean over cases of the per-case mean foreground Dice of ``net``'s sliding-window prediction (a class absent
-    from both prediction and label is left out of its case's mean, as
-    :func:`vnas_monai.evaluation.tables.case_mean`)."""
-    from monai.inferers import sliding_window_inference
+    """Mean over cases of the per-case mean foreground Dice of ``net``'s sliding-window prediction (the benchmark's
+    :func:`~vnas_monai.baselines.training.predict_cases`), by MONAI's ``compute_dice``; a class absent from a case's
+    label is left out of its mean (:func:`vnas_monai.evaluation.tables.case_mean`), as in the benchmark's tables."""
+    import math
 
-    net.eval()
+    from monai.metrics import compute_dice
+    from monai.networks.utils import one_hot
+
+    from vnas_monai.baselines.training import predict_cases
+    from vnas_monai.evaluation.tables import case_mean
+
     cases = []
-    with torch.no_grad(), precision.autocast():
-        for i in range(len(dataset)):
-            item = dataset[i]
-            logits = sliding_window_inference(item["image"][None].float(), list(roi_size), 4, net, overlap=0.5,
-                                              mode="gaussian")
-            pred, label = logits[0].float().argmax(0), item["label"][0].long()
-            dice = []
-            for c in range(1, num_classes):
-                p, g = pred == c, label == c
-                total = int(p.sum() + g.sum())
-                if total:
-                    dice.append(2.0 * float((p & g).sum()) / total)
-            if dice:
-                cases.append(sum(dice) / len(dice))
+    with precision.autocast():
+        for item, pred in predict_cases(net, dataset, roi_size):
+            label = item["label"].long()
+            dice = compute_dice(one_hot(pred[None], num_classes), one_hot(label[None], num_classes),
+                                include_background=False, ignore_empty=True)[0]
+            mean = case_mean(dice.tolist())
+            if not math.isnan(mean):
+                cases.append(mean)
     return sum(cases) / max(len(cases), 1)
 
 

@@ -170,8 +170,7 @@ def search_architecture(
         device="cpu", max_epochs=max_epochs, train_data_loader=train, network=net, optimizer=optimizer,
         loss_function=FastDiceCE(to_onehot_y=True, softmax=True, lambda_dice=0.0), arch_data_loader=val,
         arch_optimizer=arch_optimizer, arch_warmup_epochs=max_epochs if weights_only else 1, epoch_length=epoch_length,
-        precision="auto",
-        arch_penalty=penalty,
+        precision="auto", arch_penalty=penalty,
     )
     scheduler = PolyLR(optimizer, total_iters=max_epochs * epoch_length, power=0.9)
     start = time.perf_counter()
