@@ -5,8 +5,9 @@ fp32 and bf16 (issue 12).
     OMP_NUM_THREADS=2 python benchmarks/bench_compile_inference.py --full-resolution-channels 0 --output F.json
     OMP_NUM_THREADS=2 python benchmarks/bench_compile_inference.py --row runs/b30r/vnas_random4 --output F.json
 
-Speed (default): ``bench_search.py``'s VNASNet (``init_filters`` 16, random weights; ``--full-resolution-channels``
-0 is the bundles' network, 16 the hippocampus benchmark's) on a 128x128x64 volume, 64^3 windows, overlap 0.25,
+Speed (default): ``bench_search.py``'s VNASNet (``--init-filters`` 16, random weights; ``--full-resolution-channels``
+0 is the bundles' network, 16 the hippocampus benchmark's) on a 128x128x64 volume (``--volume``), 64^3 windows
+(``--roi``), overlap 0.25,
 window batch 2, each (precision, eager / compiled) the minimum of ``--repeats`` runs after the compiling call,
 whose time is reported too. ``--row``: a trained V-NAS row of a benchmark ``work_dir`` instead (its ``model.pt``,
 architecture, plan and held-out fold): each held-out case predicted as the benchmark evaluates it (gaussian
@@ -42,13 +43,15 @@ def _timed(fn, repeats: int) -> tuple[float, list[float]]:
     return first, times
 
 
-def speed(full_resolution_channels: int, repeats: int) -> dict:
+def speed(full_resolution_channels: int, repeats: int, init_filters: int = 16, volume=(128, 128, 64),
+          roi=(64, 64, 64)) -> dict:
     import bench_search
 
     torch.manual_seed(0)
-    net = bench_search.build_vnasnet(dict(fast=True), 16, full_resolution_channels=full_resolution_channels).eval()
-    x = torch.randn(1, 1, 128, 128, 64)
-    sliding = SlidingWindowInferer(roi_size=(64, 64, 64), sw_batch_size=2, overlap=0.25)
+    net = bench_search.build_vnasnet(dict(fast=True), init_filters, full_resolution_channels=full_resolution_channels)
+    net.eval()
+    x = torch.randn(1, 1, *volume)
+    sliding = SlidingWindowInferer(roi_size=tuple(roi), sw_batch_size=2, overlap=0.25)
     out: dict = {}
     for precision in ("fp32", "bf16"):
         ref = None
@@ -120,12 +123,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--full-resolution-channels", dest="fr", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--init-filters", dest="init_filters", type=int, default=16)
+    ap.add_argument("--volume", type=int, nargs=3, default=(128, 128, 64))
+    ap.add_argument("--roi", type=int, nargs=3, default=(64, 64, 64))
     ap.add_argument("--row", type=Path, help="a trained V-NAS row of a benchmark work_dir: accuracy on its fold")
     ap.add_argument("--output", type=Path)
     args = ap.parse_args()
-    result = row_accuracy(args.row) if args.row else speed(args.fr, args.repeats)
-    result.update(threads=torch.get_num_threads(), torch=torch.__version__,
-                  **({} if args.row else {"full_resolution_channels": args.fr}))
+    if args.row:
+        result = row_accuracy(args.row)
+    else:
+        result = speed(args.fr, args.repeats, args.init_filters, args.volume, args.roi)
+        result.update(full_resolution_channels=args.fr, init_filters=args.init_filters, volume=list(args.volume),
+                      roi=list(args.roi))
+    result.update(threads=torch.get_num_threads(), torch=torch.__version__)
     text = json.dumps(result, indent=1)
     print(text)
     if args.output:

@@ -11,6 +11,11 @@ what an oracle that picks the faster precision and layout per layer would save::
 
 Times are medians of ``--repeats`` runs after two warm-up runs; the oracle ignores the casts between layers, so it
 bounds what a per-layer precision rule could gain from above.
+
+``--layers norm`` does the same for the batch norms (training mode, float32 weights and statistics, the input in
+the mode's dtype and layout as autocast hands it over), with forward and backward timed apart::
+
+    OMP_NUM_THREADS=2 python benchmarks/bench_layer_precision.py --layers norm --init-filters 64 --patch 96 96 64
 """
 
 from __future__ import annotations
@@ -74,6 +79,61 @@ def time_call(sig: tuple, mode: str, repeats: int) -> float:
     return statistics.median(times)
 
 
+def record_norms(net: Any, x: torch.Tensor) -> Counter:
+    """Count the distinct ``BatchNorm3d`` calls of one forward pass of ``net``: input shape -> number of calls."""
+    calls: Counter = Counter()
+    modules = [m for m in net.modules() if isinstance(m, nn.BatchNorm3d)]
+    handles = [m.register_forward_hook(lambda _m, inputs, _out: calls.update([tuple(inputs[0].shape)]))
+               for m in modules]
+    with torch.no_grad():
+        net(x)
+    for h in handles:
+        h.remove()
+    return calls
+
+
+def time_norm(shape: tuple, mode: str, repeats: int) -> tuple[float, float]:
+    """Median seconds of the forward and of the backward of one training-mode batch norm call in ``mode``."""
+    norm = nn.BatchNorm3d(shape[1]).train()
+    fmt = torch.channels_last_3d if mode.endswith("_cl") else torch.contiguous_format
+    dtype = torch.bfloat16 if mode.startswith("bf16") else torch.float32
+    x = torch.randn(shape).to(dtype).contiguous(memory_format=fmt).requires_grad_(True)
+    grad = torch.randn(shape).to(dtype).contiguous(memory_format=fmt)
+    fwd, bwd = [], []
+    for i in range(repeats + 2):
+        t = time.perf_counter()
+        y = norm(x)
+        t1 = time.perf_counter()
+        y.backward(grad)
+        if i >= 2:
+            fwd.append(t1 - t)
+            bwd.append(time.perf_counter() - t1)
+        x.grad = None
+    return statistics.median(fwd), statistics.median(bwd)
+
+
+def norm_table(calls: Counter, repeats: int) -> dict[str, Any]:
+    """Time every distinct batch norm call in every mode; print the table and the sums (each at its calls' count)."""
+    layers = []
+    for shape, count in calls.items():
+        t = {m: time_norm(shape, m, repeats) for m in MODES}
+        layers.append({"input": list(shape), "calls": count, "fwd_ms": {m: 1e3 * v[0] for m, v in t.items()},
+                       "bwd_ms": {m: 1e3 * v[1] for m, v in t.items()}})
+    layers.sort(key=lambda r: -r["calls"] * (r["fwd_ms"]["fp32_cl"] + r["bwd_ms"]["fp32_cl"]))
+    print(f"{'input':>24s} {'n':>3s}  " + " ".join(f"{m + ' f/b':>15s}" for m in MODES))
+    for r in layers:
+        print(f"{str(tuple(r['input'])):>24s} {r['calls']:3d}  "
+              + " ".join(f"{r['fwd_ms'][m]:7.2f}/{r['bwd_ms'][m]:<7.2f}" for m in MODES))
+    sums = {part: {m: sum(r["calls"] * r[part][m] for r in layers) for m in MODES} for part in ("fwd_ms", "bwd_ms")}
+    print("sum over the forward pass's batch norms (ms), forward / backward:")
+    for m in MODES:
+        print(f"  {m:12s} {sums['fwd_ms'][m]:8.1f} / {sums['bwd_ms'][m]:8.1f}")
+    for layout in ("ncdhw", "cl"):
+        fwd, bwd = (sums[p][f"fp32_{layout}"] / sums[p][f"bf16_{layout}"] for p in ("fwd_ms", "bwd_ms"))
+        print(f"bf16 vs fp32, {layout}: forward {fwd:.2f}x, backward {bwd:.2f}x")
+    return {"norm_layers": layers, "norm_sums_ms": sums}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -82,14 +142,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--full-resolution-channels", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--layers", choices=("conv", "norm"), default="conv",
+                    help="time the convolutions (default) or the batch norms")
     ap.add_argument("--output", help="write the figures as JSON")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
+    from vnas_monai.engine import keep_freed_memory
     from vnas_monai.spaces.vnas import VNASNet
 
+    print(keep_freed_memory())  # as the training engines
+
     net = VNASNet(3, 1, 2, "nih", args.init_filters, full_resolution_channels=args.full_resolution_channels).eval()
+    if args.layers == "norm":
+        result = {"settings": vars(args), "torch": torch.__version__,
+                  **norm_table(record_norms(net, torch.randn(args.batch, 1, *args.patch)), args.repeats)}
+        if args.output:
+            Path(args.output).write_text(json.dumps(result, indent=1) + "\n")
+        return result
     calls = record_convs(net, torch.randn(args.batch, 1, *args.patch))
     layers = []
     for sig, count in calls.items():

@@ -52,6 +52,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vnas_monai.engine.architect import Architect
+from vnas_monai.engine.host_memory import keep_freed_memory
 from vnas_monai.engine.precision import PrecisionPolicy, cpu_bf16_matmul, float_logits, resolve_precision
 from vnas_monai.networks.cost import conv_mac_counter
 
@@ -435,6 +436,8 @@ def run_child_memory(name: str, precision: str, args: argparse.Namespace, device
            "--threads", str(args.threads), "--device", device.type, "--_dints", json.dumps(dints)]
     if args.quick:
         cmd.append("--quick")
+    if args.system_malloc:
+        cmd.append("--system-malloc")
     for k in ("init_filters", "batch"):
         if getattr(args, k) is not None:
             cmd += [f"--{k.replace('_', '-')}", str(getattr(args, k))]
@@ -634,6 +637,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--full-resolution-channels", dest="full_resolution_channels", type=int, default=None,
                    help="the inference rows' VNASNet with a full-resolution stage of this width (the hippocampus "
                         "benchmark's network: 16; default 0, the bundles' network)")
+    p.add_argument("--system-malloc", dest="system_malloc", action="store_true",
+                   help="leave glibc's allocator as it is; by default the run keeps freed memory for reuse as the "
+                        "training engines do (vnas_monai.engine.keep_freed_memory)")
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--skip-inference", action="store_true")
     p.add_argument("--_child-memory", dest="child_memory", default=None, help=argparse.SUPPRESS)
@@ -648,6 +654,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     s = settings(args, device.type == "cuda")
+    # as the training engines: on the CPU, large freed blocks stay in the process for the next step
+    host_memory = ("CPU memory: the system allocator as it is (--system-malloc)" if args.system_malloc else
+                   keep_freed_memory() if device.type == "cpu" else "")
     if args.child_memory:
         mem = child_memory(args.child_memory, args.child_precision, s, device, json.loads(args.dints))
         print(json.dumps(mem), flush=True)
@@ -666,13 +675,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result: dict[str, Any] = dict(
         device=dict(type=device.type, name=name, threads=args.threads, torch=torch.__version__,
                     cpu_capability=torch.backends.cpu.get_cpu_capability(), cpu_count=os.cpu_count(),
-                    cpu_bf16_matmul=list(cpu_bf16_matmul())),
+                    cpu_bf16_matmul=list(cpu_bf16_matmul()), host_memory=host_memory),
         settings=s, precisions={p: pol.describe() for p, pol in policies.items()},
         load_before=loadavg(), started=time.strftime("%Y-%m-%d %H:%M:%S"),
     )
     t_start = time.time()
-    print(f"device {name}, {args.threads} threads, {result['device']['cpu_bf16_matmul'][1]}, settings {s}",
-          flush=True)
+    print(f"device {name}, {args.threads} threads, {result['device']['cpu_bf16_matmul'][1]}, settings {s}; "
+          f"{host_memory}", flush=True)
     result["matmul_gflops"] = matmul_rates(device, args.quick, s["precisions"])
     print("matmul: " + ", ".join(f"{p} {v:.1f} GFLOP/s" for p, v in result["matmul_gflops"].items()), flush=True)
 

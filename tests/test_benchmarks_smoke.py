@@ -148,3 +148,19 @@ def test_bench_layer_precision_counts_calls_and_bounds_the_oracle(tmp_path):
     assert all(set(r["ms"]) == set(script.MODES) for r in result["layers"])
     sums = result["sums_ms"]
     assert sums["oracle"] <= min(sums[m] for m in script.MODES)
+
+
+def test_bench_layer_precision_times_batch_norms_forward_and_backward(tmp_path):
+    """``--layers norm``: every batch norm call of the network is counted once per input shape and timed forward and
+    backward in every mode; the sums weigh each shape by its calls."""
+    script = import_benchmark_script("bench_layer_precision")
+    out = tmp_path / "norms.json"
+    result = script.main(["--layers", "norm", "--threads", "1", "--init-filters", "4", "--patch", "32", "32", "32",
+                          "--batch", "2", "--repeats", "1", "--output", str(out)])
+    assert json.loads(out.read_text())["norm_sums_ms"] == result["norm_sums_ms"]
+    layers = result["norm_layers"]
+    assert layers and sum(r["calls"] for r in layers) > len(layers)  # several norms share a shape
+    for part in ("fwd_ms", "bwd_ms"):
+        for m in script.MODES:
+            assert result["norm_sums_ms"][part][m] == pytest.approx(sum(r["calls"] * r[part][m] for r in layers))
+            assert all(r[part][m] > 0 for r in layers)

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from vnas_monai.engine.host_memory import keep_freed_memory
 from vnas_monai.engine.precision import resolve_precision
 from vnas_monai.io import atomic_write
 from vnas_monai.networks.layers.memory import computing_layout
@@ -109,6 +110,7 @@ def train_budgeted(
     if ema_decay is not None and not 0.0 < ema_decay < 1.0:
         raise ValueError(f"ema_decay must lie in (0, 1), got {ema_decay!r}.")
     fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
+    logger.info(keep_freed_memory())  # every method of a benchmark trains with the same allocator
     with computing_layout(model, channels_last):
         model.train()
         ema = WeightAverage(model, ema_decay) if ema_decay else None

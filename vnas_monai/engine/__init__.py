@@ -7,6 +7,7 @@ from .checkpoints import AtomicCheckpointSaver, ResumeCheckpointLoader, checkpoi
 from .compiled import InferenceCompiler
 from .determinism import SeededDataset, SeededSampler, item_seed, restart_data_each_epoch, restart_data_pass
 from .handlers import ArchitectureLogger, search_losses
+from .host_memory import keep_freed_memory
 from .losses import DiceCELoss
 from .penalties import ArchEntropyPenalty, arch_entropy
 from .plots import plot_probability_history
@@ -52,6 +53,7 @@ __all__ = [
     "epochs_for_iterations",
     "float_logits",
     "item_seed",
+    "keep_freed_memory",
     "latest_checkpoint",
     "num_iterations",
     "plot_probability_history",

@@ -25,6 +25,7 @@ from torch.optim import Optimizer
 
 from vnas_monai.engine.architect import Architect, unwrap_network
 from vnas_monai.engine.determinism import restart_data_pass
+from vnas_monai.engine.host_memory import keep_freed_memory
 from vnas_monai.engine.precision import PrecisionPolicy, resolve_precision
 from vnas_monai.engine.trainers import unpack_batch, weight_step
 
@@ -264,6 +265,8 @@ class VNASSearchTrainer(SupervisedTrainer):
             else None
         )
         self._arch_cycle = CyclicLoader(arch_data_loader) if arch_data_loader is not None else None
+        if device.type == "cpu":
+            self.logger.info(keep_freed_memory())
         self.state.arch_iteration = 0
         self.state.arch_epoch = 0
         self._state_dict_user_keys.extend(["arch_iteration", "arch_epoch"])

@@ -21,6 +21,7 @@ from monai.inferers import Inferer
 from monai.utils.enums import CommonKeys as Keys
 
 from vnas_monai.engine.compiled import InferenceCompiler
+from vnas_monai.engine.host_memory import keep_freed_memory
 from vnas_monai.engine.precision import PrecisionPolicy, float_logits, resolve_precision
 
 __all__ = ["PrecisionInferer", "PrecisionTrainer", "unpack_batch", "weight_step"]
@@ -80,7 +81,8 @@ class PrecisionTrainer(SupervisedTrainer):
         *args, **kwargs: as ``monai.engines.SupervisedTrainer`` (``amp`` is refused: ``precision`` replaces it).
 
     Each iteration: forward under autocast, loss on float32 logits, backward (through a ``GradScaler`` for fp16
-    only), optimizer step. Gradient accumulation is not supported (``accumulation_steps`` must stay 1).
+    only), optimizer step. Gradient accumulation is not supported (``accumulation_steps`` must stay 1). On the CPU
+    the process keeps freed tensor memory for the next step (:func:`~vnas_monai.engine.keep_freed_memory`, logged).
     """
 
     def __init__(self, *args: Any, precision: str | PrecisionPolicy = "auto", **kwargs: Any) -> None:
@@ -91,6 +93,8 @@ class PrecisionTrainer(SupervisedTrainer):
         super().__init__(*args, amp=False, **kwargs)
         self.scaler = self.precision.grad_scaler()
         self.logger.info(f"training with {self.precision.describe()}.")
+        if torch.device(self.state.device).type == "cpu":
+            self.logger.info(keep_freed_memory())
 
     def run(self) -> None:  # type: ignore[override]
         # skip Trainer.run: with amp it would replace the device-generic GradScaler by a CUDA-only one
