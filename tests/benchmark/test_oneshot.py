@@ -71,3 +71,11 @@ def test_supernet_ranking_script_scores_benchmark_rows(tmp_path):
     assert [r["row"] for r in again["rows"]] == ["random_a"]
     assert again["rows"][0]["held_out_dice"] == next(r["held_out_dice"] for r in result["rows"]
                                                      if r["row"] == "vnas_random1")
+
+    # no weight sharing: each architecture trained alone on S_train (not S_val) and scored on S_val
+    alone = script.main([str(tmp_path), "--dataset_dir", str(tmp_path / "phantom_data"), "--standalone_minutes",
+                         "0.01", "--out", str(tmp_path / "alone")])
+    assert {r["row"] for r in alone["rows"]} == {"vnas_random1", "vnas_random2"}
+    assert all(0.0 <= r["standalone_val_dice"] <= 1.0 for r in alone["rows"])
+    assert alone["standalone"] == {"standalone_minutes": 0.01, "trained_on": "S_train"}
+    assert (tmp_path / "alone" / "vnas_random1" / "model.pt").is_file()
