@@ -37,12 +37,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
     ap.add_argument("--rows_dir", help="where the rows are, if not in work_dir (e.g. a run under benchmarks/results)")
     ap.add_argument("--architectures", help="JSON {row: architecture in the paper's notation} for rows whose folder "
                     "keeps no result.json (rows kept as metrics.csv)")
-    ap.add_argument("--supernet", help="supernet checkpoint; without it one is trained (--train_minutes)")
+    source_arg = ap.add_mutually_exclusive_group()
+    source_arg.add_argument("--supernet", help="supernet checkpoint; without it one is trained (--train_minutes)")
     ap.add_argument("--train_minutes", type=float, default=10.0)
     ap.add_argument("--search_mode", default="sampled", choices=("sampled", "mixed"))
     ap.add_argument("--arch_steps", action="store_true", help="let the architecture learn (default: uniform paths)")
-    ap.add_argument("--standalone_minutes", type=float,
-                    help="no supernet: train each architecture alone this long on S_train and score it on S_val")
+    source_arg.add_argument("--standalone_minutes", type=float,
+                            help="no supernet: train each architecture alone this long on S_train, score on S_val")
     ap.add_argument("--bn_batches", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", help="folder for the trained supernet and ranking.json (default: work_dir/ranking)")
