@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     splits = fold_datalists(args.dataset_dir, datalist_file=work / "folds.json")
     network = dict(VNAS_NETWORK, search_mode=args.search_mode)
     supernet = None
-    if args.standalone_minutes:
+    if args.standalone_minutes is not None:  # 0 too: a standalone ranking was asked for, not a supernet
         source: object = {"standalone_minutes": args.standalone_minutes, "trained_on": "S_train"}
     elif args.supernet:
         supernet = VNASSupernet(**_supernet_kwargs(plan, VNAS_NETWORK))
